@@ -1,0 +1,36 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  ASSIGNMENTS_FILE,
+  FLEET_FILE,
+  parseAssignments,
+  parseRoster,
+  parseSchedule,
+  parseSettings,
+  ROSTER_FILE,
+  SCHEDULE_FILE,
+} from '../state/control-files';
+import { formatTaskProblem } from '../state/errors';
+
+/** Problems in a schedule file, or in every control file of a folder. */
+export function validatePath(target: string): string[] {
+  if (!fs.existsSync(target)) return [`${target}: not found; pass a schedule.json file or a control repo folder`];
+  const read = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file) : undefined);
+  const problems: string[] = [];
+  if (fs.statSync(target).isFile()) {
+    const schedule = parseSchedule(read(target));
+    if (!schedule.ok) return [schedule.error.message];
+    return schedule.value.problems.map(formatTaskProblem);
+  }
+  const schedule = parseSchedule(read(path.join(target, SCHEDULE_FILE)));
+  if (!schedule.ok) problems.push(schedule.error.message);
+  else problems.push(...schedule.value.problems.map(formatTaskProblem));
+  for (const parsed of [
+    parseRoster(read(path.join(target, ROSTER_FILE))),
+    parseAssignments(read(path.join(target, ASSIGNMENTS_FILE))),
+    parseSettings(read(path.join(target, FLEET_FILE))),
+  ]) {
+    if (!parsed.ok) problems.push(parsed.error.message);
+  }
+  return problems;
+}

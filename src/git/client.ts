@@ -1,0 +1,31 @@
+import { simpleGit, SimpleGit } from 'simple-git';
+
+export interface GitAuthor {
+  name: string;
+  email: string;
+}
+
+/**
+ * A simple-git client that never prompts for credentials and kills a git
+ * process that prints nothing for `timeoutMs`. Ambient GIT_* variables are
+ * dropped, so every git call sees the same settings.
+ */
+export function gitClient(baseDir: string, author: GitAuthor, timeoutMs = 20_000): SimpleGit {
+  const ours: Record<string, string> = {
+    GIT_TERMINAL_PROMPT: '0',
+    GIT_SSH_COMMAND: process.env.GITFLEET_SSH_COMMAND ?? 'ssh -o BatchMode=yes -o ConnectTimeout=10',
+    GIT_AUTHOR_NAME: author.name,
+    GIT_AUTHOR_EMAIL: author.email,
+    GIT_COMMITTER_NAME: author.name,
+    GIT_COMMITTER_EMAIL: author.email,
+  };
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !key.startsWith('GIT_')) env[key] = value;
+  }
+  return simpleGit({
+    baseDir,
+    timeout: { block: timeoutMs },
+    allowEnvironment: Object.keys(ours),
+  }).env({ ...env, ...ours, LC_ALL: 'C' });
+}

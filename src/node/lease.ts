@@ -1,0 +1,56 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
+
+/**
+ * The lease file a node shares with its fence keeper process. Each renewal
+ * bumps `seq` and says how long the claims stay safe from the moment the
+ * keeper sees the new value. The keeper measures that time on its own
+ * monotonic clock and stops the node's containers once it runs out.
+ */
+export interface LeaseRecord {
+  nodeId: string;
+  seq: number;
+  validForMs: number;
+  nodePid: number;
+  /** Set on a clean shutdown: the keeper stops the node's containers and exits. */
+  stopped?: boolean;
+}
+
+export function leasePath(workdir: string): string {
+  return path.join(workdir, 'lease.json');
+}
+
+export class LeaseWriter {
+  private seq = 0;
+
+  constructor(
+    private readonly file: string,
+    private readonly nodeId: string,
+  ) {
+    const previous = readLease(file);
+    if (previous) this.seq = previous.seq;
+  }
+
+  renew(validForMs: number): void {
+    this.seq++;
+    this.write({ nodeId: this.nodeId, seq: this.seq, validForMs: Math.max(0, Math.floor(validForMs)), nodePid: process.pid });
+  }
+
+  markStopped(): void {
+    this.seq++;
+    this.write({ nodeId: this.nodeId, seq: this.seq, validForMs: 0, nodePid: process.pid, stopped: true });
+  }
+
+  private write(record: LeaseRecord): void {
+    writeFileAtomic.sync(this.file, `${JSON.stringify(record)}\n`);
+  }
+}
+
+export function readLease(file: string): LeaseRecord | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as LeaseRecord;
+  } catch {
+    return undefined;
+  }
+}

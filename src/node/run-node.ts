@@ -1,0 +1,221 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import type { Logger } from 'pino';
+import { createActivities, NodeContext } from '../../activities';
+import { ContainerRuntime } from '../docker/runtime';
+import type { NodePolicy } from '../docker/policy';
+import { ControlRepo } from '../git/control-repo';
+import { HeartbeatObserver } from '../core/observer';
+import { effectiveSettings, settingsProblems, SettingsOverrides } from '../core/settings';
+import { nodeTaskQueue, nodeWorkflowId, NodeWorkflowInput } from '../core/types';
+import { SettingsSchema } from '../state/schemas';
+import { WORKFLOW_BUNDLE } from '../temporal/bundle';
+import { redactUrl } from '../util/redact';
+import { leasePath, LeaseWriter } from './lease';
+
+export interface NodeOptions {
+  repo: string;
+  branch: string;
+  id?: string;
+  roles: string[];
+  temporalAddress: string;
+  namespace: string;
+  workdir: string;
+  maxTasks: number;
+  overrides: SettingsOverrides;
+  policy: NodePolicy;
+  secretsFile?: string;
+  contextRoot: string;
+  logger: Logger;
+}
+
+const VERSION: string = require('../../../package.json').version;
+
+/** Read the node id kept in the work folder, or store the given or a new one there. */
+export function resolveNodeId(workdir: string, requested?: string): string {
+  const file = path.join(workdir, 'node-id');
+  fs.mkdirSync(workdir, { recursive: true });
+  const stored = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() : undefined;
+  if (requested) {
+    if (stored && stored !== requested) {
+      throw new Error(
+        `--id ${requested} differs from the id "${stored}" stored in ${file}; use --id ${stored}, or another --workdir for a second node`,
+      );
+    }
+    if (!stored) fs.writeFileSync(file, `${requested}\n`);
+    return requested;
+  }
+  if (stored) return stored;
+  const generated = `${os.hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-')}-${Math.random().toString(36).slice(2, 6)}`;
+  fs.writeFileSync(file, `${generated}\n`);
+  return generated;
+}
+
+/** Secret values from GITFLEET_SECRET_<NAME> variables and an optional JSON file of names to values. */
+export function loadSecrets(file: string | undefined): Record<string, string> {
+  const secrets: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (key.startsWith('GITFLEET_SECRET_') && value !== undefined) secrets[key.slice('GITFLEET_SECRET_'.length)] = value;
+  }
+  if (file) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new Error(`secrets file ${file} could not be read as JSON (${(err as Error).name}); write {"NAME": "value", ...}`);
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      throw new Error(`secrets file ${file} must be a JSON object of names to string values`);
+    }
+    for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
+      if (typeof value !== 'string') throw new Error(`secrets file ${file}: value of "${name}" must be a string`);
+      secrets[name] = value;
+    }
+  }
+  return secrets;
+}
+
+/** Start the fence keeper for this node, replacing one left by an earlier node process. */
+function startFenceKeeper(workdir: string, nodeId: string, logger: Logger): void {
+  const pidFile = path.join(workdir, 'fence-keeper.pid');
+  const oldPid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8')) : NaN;
+  if (Number.isInteger(oldPid) && oldPid > 0) {
+    const cmdline = fs.existsSync(`/proc/${oldPid}/cmdline`) ? fs.readFileSync(`/proc/${oldPid}/cmdline`, 'utf8') : '';
+    if (cmdline.includes('fence-keeper') && cmdline.includes(nodeId)) {
+      process.kill(oldPid, 'SIGTERM');
+      logger.info({ pid: oldPid }, 'stopped the fence keeper of an earlier node process');
+    }
+  }
+  const out = fs.openSync(path.join(workdir, 'fence-keeper.log'), 'a');
+  const child = spawn(
+    process.execPath,
+    [path.resolve(__dirname, '..', 'cli.js'), 'fence-keeper', '--lease', leasePath(workdir), '--id', nodeId, '--node-pid', String(process.pid)],
+    { detached: true, stdio: ['ignore', out, out] },
+  );
+  child.unref();
+  fs.closeSync(out);
+  fs.writeFileSync(pidFile, `${child.pid}\n`);
+  logger.info({ pid: child.pid }, 'fence keeper started');
+}
+
+let runtimeInstalled = false;
+
+function installRuntime(logger: Logger): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  // The node handles SIGINT and SIGTERM itself (drain first), so the SDK must not stop the worker on them.
+  Runtime.install({
+    shutdownSignals: [],
+    logger: new DefaultLogger('INFO', (entry) => {
+      const level = entry.level.toLowerCase() as 'trace' | 'debug' | 'info' | 'warn' | 'error';
+      logger[level]({ ...(entry.meta ?? {}) }, entry.message);
+    }),
+  });
+}
+
+/** Run one node until it is drained (SIGINT or SIGTERM, or `gitfleet drain`). */
+export async function runNode(options: NodeOptions): Promise<void> {
+  const workdir = path.resolve(options.workdir);
+  const nodeId = resolveNodeId(workdir, options.id);
+  const logger = options.logger.child({ nodeId });
+  const secrets = loadSecrets(options.secretsFile);
+  installRuntime(logger);
+
+  const defaults = effectiveSettings(SettingsSchema.parse({}), options.overrides);
+  const problems = settingsProblems(defaults);
+  if (problems.length > 0) throw new Error(`invalid node settings: ${problems.join('; ')}`);
+
+  const repo = new ControlRepo({
+    remote: options.repo,
+    branch: options.branch,
+    dir: path.join(workdir, 'clone'),
+    author: { name: `gitfleet node ${nodeId}`, email: `${nodeId}@gitfleet.invalid` },
+    pushRetries: defaults.pushRetries,
+    logger,
+  });
+  const first = await repo.snapshot();
+  const initial = first.settings.ok ? effectiveSettings(first.settings.value, options.overrides) : defaults;
+  logger.info({ repo: redactUrl(options.repo), branch: options.branch, commit: first.commit }, 'control repo reachable');
+
+  const lease = new LeaseWriter(leasePath(workdir), nodeId);
+  // Until the first claim, the keeper has nothing to keep alive.
+  lease.renew(0);
+  startFenceKeeper(workdir, nodeId, logger);
+
+  const context: NodeContext = {
+    nodeId,
+    roles: options.roles,
+    version: VERSION,
+    repo,
+    runtime: new ContainerRuntime({ logger }),
+    policy: options.policy,
+    observer: new HeartbeatObserver(),
+    lease,
+    overrides: options.overrides,
+    secrets,
+    contextRoot: options.contextRoot,
+    logger,
+    startedAt: new Date().toISOString(),
+  };
+
+  const connection = await NativeConnection.connect({ address: options.temporalAddress });
+  const worker = await Worker.create({
+    connection,
+    namespace: options.namespace,
+    taskQueue: nodeTaskQueue(nodeId),
+    activities: createActivities(context),
+    ...(fs.existsSync(WORKFLOW_BUNDLE)
+      ? { workflowBundle: { codePath: WORKFLOW_BUNDLE } }
+      : { workflowsPath: require.resolve('../../workflows') }),
+    shutdownGraceTime: '15s',
+    shutdownForceTime: '30s',
+    maxConcurrentActivityTaskExecutions: 20,
+  });
+
+  const clientConnection = await Connection.connect({ address: options.temporalAddress });
+  const client = new Client({ connection: clientConnection, namespace: options.namespace });
+  const input: NodeWorkflowInput = {
+    nodeId,
+    maxTasks: options.maxTasks,
+    overrides: options.overrides,
+    initialSettings: initial,
+  };
+  const handle = await client.workflow.start('nodeWorkflow', {
+    workflowId: nodeWorkflowId(nodeId),
+    taskQueue: nodeTaskQueue(nodeId),
+    args: [input],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+  });
+  logger.info({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId, taskQueue: nodeTaskQueue(nodeId) }, 'node workflow attached');
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      logger.info({ signal }, 'draining: releasing tasks, then stopping (send again to stop at once)');
+      handle.signal('drain', { reason: `${signal} received` }).catch((err: Error) => {
+        logger.error({ err: err.message }, 'could not signal drain; stopping the worker');
+        worker.shutdown();
+      });
+    } else {
+      logger.warn({ signal }, 'stopping at once; claims expire and the fence keeper stops containers');
+      worker.shutdown();
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    await worker.runUntil(handle.result());
+    logger.info('node drained and stopped');
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await clientConnection.close();
+    await connection.close();
+  }
+}

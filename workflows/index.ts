@@ -1,0 +1,1 @@
+export { nodeWorkflow, drainSignal, statusQuery } from './node';
