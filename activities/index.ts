@@ -10,7 +10,8 @@ import { HeartbeatObserver, monotonicMs } from '../src/core/observer';
 import { availability, candidates, SelectionInput } from '../src/core/selection';
 import { effectiveSettings, EffectiveSettings, SettingsOverrides } from '../src/core/settings';
 import type { ScheduledTask } from '../src/state/control-files';
-import { ASSIGNMENTS_FILE, ROSTER_FILE } from '../src/state/control-files';
+import { ASSIGNMENTS_FILE, assignmentOf, ROSTER_FILE } from '../src/state/control-files';
+import { redactValues } from '../src/util/redact';
 import { formatTaskProblem } from '../src/state/errors';
 import type { Assignment, AssignmentsFile, NodeEntry, RosterFile } from '../src/state/schemas';
 import { SettingsSchema } from '../src/state/schemas';
@@ -75,10 +76,39 @@ function problemsOf(snapshot: ControlSnapshot): string[] {
   return problems;
 }
 
+/**
+ * Run `fn` while heartbeating the activity every 2 s, so a worker that dies
+ * mid-activity is noticed after the heartbeat timeout instead of the much
+ * longer start-to-close timeout.
+ */
+async function withHeartbeat<T>(fn: () => Promise<T>): Promise<T> {
+  const context = Context.current();
+  const timer = setInterval(() => context.heartbeat(), 2000);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Wrap every activity except the watch (which heartbeats itself) in withHeartbeat. */
+function heartbeating<A extends Record<string, (...args: any[]) => Promise<any>>>(activities: A, except: string[]): A {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(activities)) {
+    wrapped[name] = except.includes(name) ? fn : (...args: unknown[]) => withHeartbeat(() => fn(...args));
+  }
+  return wrapped as A;
+}
+
 export function createActivities(ctx: NodeContext) {
+  return heartbeating(activityFunctions(ctx), ['watchTasks']);
+}
+
+function activityFunctions(ctx: NodeContext) {
   const log = ctx.logger;
   let reportedProblems = '';
   let heartbeatSeq = 0;
+  const hideSecrets = (text: string) => redactValues(text, Object.values(ctx.secrets));
 
   /** Log control-file problems once per change, not once per poll. */
   function report(problems: string[]): void {
@@ -152,7 +182,7 @@ export function createActivities(ctx: NodeContext) {
               : [],
           );
           for (const owned of input.owned) {
-            const entry = file.assignments[owned.taskId];
+            const entry = assignmentOf(file, owned.taskId);
             if (!entry || entry.node_id !== ctx.nodeId || entry.epoch !== owned.epoch || entry.claim_token !== owned.claimToken) {
               lost.push({
                 taskId: owned.taskId,
@@ -218,7 +248,7 @@ export function createActivities(ctx: NodeContext) {
         if (!input || !task) return { result: { won: false, reason: 'task left the schedule' } };
         const check = availability(input, task);
         if (!check.claimable) return { result: { won: false, reason: check.reason } };
-        const previous: Assignment | undefined = input.assignments.assignments[taskId];
+        const previous: Assignment | undefined = assignmentOf(input.assignments, taskId);
         const epoch = (previous?.epoch ?? 0) + 1;
         const now = isoNow();
         const entry: Assignment = {
@@ -313,8 +343,9 @@ export function createActivities(ctx: NodeContext) {
       } catch (err) {
         const error = err as Error;
         const permanent = ['ImageNotFoundError', 'ContainerPolicyError'].includes(error.name);
-        log.error({ taskId: task.taskId, err: error.message }, 'container start failed');
-        return { ok: false, permanent, error: error.message };
+        const message = hideSecrets(error.message);
+        log.error({ taskId: task.taskId, err: message }, 'container start failed');
+        return { ok: false, permanent, error: message };
       }
     },
 
@@ -373,14 +404,15 @@ export function createActivities(ctx: NodeContext) {
     async stopTask(input: { taskId: string; containerId: string }): Promise<StopResult> {
       const result = await ctx.runtime.stopAndRemove(input.containerId);
       log.info({ taskId: input.taskId, containerId: input.containerId, exitCode: result.exitCode }, 'container stopped and removed');
-      return { exitCode: result.exitCode ?? null, lastLog: result.lastLogs };
+      // The log lines go into the workflow history and assignments.json, so secret values are masked.
+      return { exitCode: result.exitCode ?? null, lastLog: result.lastLogs.map(hideSecrets) };
     },
 
     /** Record how a claim ended and give the task back, if the claim is still ours. */
     async finishTask(input: FinishInput): Promise<{ recorded: boolean }> {
       const outcome = await ctx.repo.edit(`${input.outcome} ${input.taskId} by ${ctx.nodeId}`, (snapshot) => {
         if (!snapshot.assignments.ok) throw snapshot.assignments.error;
-        const entry = snapshot.assignments.value.assignments[input.taskId];
+        const entry = assignmentOf(snapshot.assignments.value, input.taskId);
         if (!entry || entry.node_id !== ctx.nodeId || entry.claim_token !== input.claimToken) {
           return { result: false };
         }
@@ -396,8 +428,8 @@ export function createActivities(ctx: NodeContext) {
           last_node: ctx.nodeId,
         };
         if (input.exitCode !== undefined) updated.exit_code = input.exitCode;
-        if (input.lastLog !== undefined) updated.last_log = input.lastLog.slice(-20);
-        if (input.error !== undefined) updated.last_error = input.error;
+        if (input.lastLog !== undefined) updated.last_log = input.lastLog.slice(-20).map(hideSecrets);
+        if (input.error !== undefined) updated.last_error = hideSecrets(input.error);
         if (input.attempts !== undefined) updated.attempts = input.attempts;
         if (input.reschedules !== undefined) updated.reschedules = input.reschedules;
         updated.given_up = input.givenUp ?? false;
@@ -438,4 +470,4 @@ export function createActivities(ctx: NodeContext) {
   };
 }
 
-export type NodeActivities = ReturnType<typeof createActivities>;
+export type NodeActivities = ReturnType<typeof activityFunctions>;

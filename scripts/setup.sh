@@ -49,7 +49,7 @@ mkdir -p "$TOOLS_DIR/bin"
 # --- npm dependencies --------------------------------------------------------
 
 # npm rewrites node_modules/.package-lock.json on every install, so its mtime
-# tells when node_modules was last installed.
+# records when node_modules was last installed.
 install_node_modules() {
   command -v npm >/dev/null 2>&1 || fail "npm not found: install Node.js 20 and rerun"
   local marker="node_modules/.package-lock.json"
@@ -149,7 +149,7 @@ resolve_temporal_cli() {
 
 # --- Debian packages and the Docker engine -----------------------------------
 
-docker_answers() {
+docker_responds() {
   command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
 }
 
@@ -188,20 +188,20 @@ install_apt_packages() {
     }
   fi
   step "apt: installing $*"
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >>"$log" 2>&1; then
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >>"$log" 2>&1; then
     # The package lists may be outdated, so refresh them once and try again.
     step "apt: install failed, running apt-get update and retrying"
-    apt-get update >>"$log" 2>&1 &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >>"$log" 2>&1 || {
+    if ! apt-get update >>"$log" 2>&1 ||
+      ! DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >>"$log" 2>&1; then
       show_log_tail "$log"
       fail "apt-get install $* failed (full log: $log)"
-    }
+    fi
   fi
 }
 
 ensure_system_packages() {
   local wanted=(busybox-static faketime iproute2)
-  if ! docker_answers; then
+  if ! docker_responds; then
     wanted+=(docker.io)
   fi
 
@@ -226,7 +226,7 @@ dockerd_running() {
 }
 
 ensure_docker_engine() {
-  if docker_answers; then
+  if docker_responds; then
     step "docker: engine running (server $(docker version -f '{{.Server.Version}}' 2>/dev/null))"
     return
   fi
@@ -234,13 +234,13 @@ ensure_docker_engine() {
   command -v docker >/dev/null 2>&1 ||
     fail "docker client not found. Install Debian's docker.io package and rerun."
   if [[ "$EUID" -ne 0 ]]; then
-    fail "the Docker engine does not answer 'docker info'. Start it (for example: sudo systemctl start docker) or run this script as root, then rerun."
+    fail "the Docker engine does not respond to 'docker info'. Start it (for example: sudo systemctl start docker) or run this script as root, then rerun."
   fi
 
   local log="$TOOLS_DIR/dockerd.log"
   local started_pid=""
   if dockerd_running; then
-    step "docker: dockerd is running but does not answer yet, waiting up to ${DOCKER_WAIT_SECONDS}s"
+    step "docker: dockerd is running but does not respond yet, waiting up to ${DOCKER_WAIT_SECONDS}s"
   else
     step "docker: starting dockerd in the background (log: .tools/dockerd.log)"
     # setsid and nohup detach dockerd from this script's session, so the
@@ -250,7 +250,7 @@ ensure_docker_engine() {
   fi
 
   local waited=0
-  while ! docker_answers; do
+  while ! docker_responds; do
     if [[ -n "$started_pid" ]] && ! kill -0 "$started_pid" 2>/dev/null; then
       show_log_tail "$log"
       fail "dockerd exited during startup (full log: $log)"
@@ -258,9 +258,9 @@ ensure_docker_engine() {
     if ((waited >= DOCKER_WAIT_SECONDS)); then
       if [[ -n "$started_pid" ]]; then
         show_log_tail "$log"
-        fail "the Docker engine did not answer 'docker info' within ${DOCKER_WAIT_SECONDS}s (dockerd log: $log)"
+        fail "the Docker engine did not respond to 'docker info' within ${DOCKER_WAIT_SECONDS}s (dockerd log: $log)"
       fi
-      fail "the running dockerd (pid $(cat /var/run/docker.pid)) did not answer 'docker info' within ${DOCKER_WAIT_SECONDS}s. Check its log, or stop it and rerun to start a new one."
+      fail "the running dockerd (pid $(cat /var/run/docker.pid)) did not respond to 'docker info' within ${DOCKER_WAIT_SECONDS}s. Check its log, or stop it and rerun to start a new one."
     fi
     sleep 1
     waited=$((waited + 1))

@@ -267,7 +267,8 @@ program
   .option('--expiry <s>', 'task expiry for the demo fleet, in seconds', seconds, 15)
   .action(async (opts) => {
     const { runDemo } = await import('./demo/demo');
-    process.exitCode = await runDemo({ keep: Boolean(opts.keep), expiryS: opts.expiry });
+    // Exit at once: the demo's own clients may keep idle sockets open for a while.
+    process.exit(await runDemo({ keep: Boolean(opts.keep), expiryS: opts.expiry }));
   });
 
 program

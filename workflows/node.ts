@@ -27,13 +27,17 @@ export const statusQuery = defineQuery<NodeStatus>('status');
 
 // Git activities retry a few times on their own; each one already retries
 // rejected pushes and network errors internally with backoff.
+// Every activity heartbeats, so one lost with a dead worker is retried after
+// the heartbeat timeout rather than after its start-to-close timeout.
 const git = proxyActivities<NodeActivities>({
   startToCloseTimeout: '3 minutes',
+  heartbeatTimeout: '10s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3 },
 });
 
 const docker = proxyActivities<NodeActivities>({
   startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '10s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '15s', maximumAttempts: 5 },
 });
 

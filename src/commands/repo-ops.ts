@@ -10,7 +10,9 @@ import { redactUrl } from '../util/redact';
 /** A control repo clone in a fresh temporary folder, removed by `dispose`. */
 export function temporaryRepo(remote: string, branch: string, logger: Logger): ControlRepo & { dispose(): void } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gitfleet-cli-'));
-  const repo = new ControlRepo({ remote, branch, dir: path.join(dir, 'clone'), logger, pushRetries: 8 });
+  // A person's edit competes with every node's heartbeats and claims; on a busy fleet
+  // 8 tries often all lose the race, so the CLI keeps trying longer (about 2 minutes).
+  const repo = new ControlRepo({ remote, branch, dir: path.join(dir, 'clone'), logger, pushRetries: 30 });
   return Object.assign(repo, { dispose: () => fs.rmSync(dir, { recursive: true, force: true }) });
 }
 

@@ -70,11 +70,11 @@ function age(value: number | undefined): string {
 }
 
 export function renderStatus(report: StatusReport): string {
-  const nodeTable = new Table({ head: ['node', 'state', 'tasks', 'last seen', 'cpu load', 'memory %', 'roles'] });
+  const nodeTable = new Table({ style: { head: [], border: [] }, head: ['node', 'state', 'tasks', 'last seen', 'cpu load', 'memory %', 'roles'] });
   for (const n of report.nodes) {
     nodeTable.push([n.id, n.state ?? '-', n.tasks ?? '-', age(n.lastSeenAgeS), n.cpuLoad ?? '-', n.memoryPercent ?? '-', (n.roles ?? []).join(',') || '-']);
   }
-  const taskTable = new Table({ head: ['task', 'kind', 'prio', 'owner', 'status', 'epoch', 'heartbeat', 'exit', 'last error'] });
+  const taskTable = new Table({ style: { head: [], border: [] }, head: ['task', 'kind', 'prio', 'owner', 'status', 'epoch', 'heartbeat', 'exit', 'last error'] });
   for (const t of report.tasks) {
     const error = t.lastError ? (t.lastError.length > 60 ? `${t.lastError.slice(0, 57)}...` : t.lastError) : '';
     taskTable.push([t.id, t.kind ?? '-', t.priority ?? '-', t.owner ?? '-', t.status, t.epoch ?? '-', age(t.heartbeatAgeS), t.exitCode ?? '', error]);

@@ -1,4 +1,4 @@
-import type { ScheduledTask } from '../state/control-files';
+import { assignmentOf, type ScheduledTask } from '../state/control-files';
 import type { Assignment, AssignmentsFile } from '../state/schemas';
 
 /** Statuses under which the named node is running (or starting) the task. */
@@ -38,7 +38,7 @@ export function availability(input: SelectionInput, task: ScheduledTask): Availa
   if (role !== undefined && !input.roles.includes(role)) {
     return { claimable: false, reason: `requires role "${role}"` };
   }
-  const entry: Assignment | undefined = input.assignments.assignments[id];
+  const entry: Assignment | undefined = assignmentOf(input.assignments, id);
   if (!entry) return { claimable: true, reason: 'free' };
 
   const status = entry.status ?? 'claimed';

@@ -1,5 +1,7 @@
 import { simpleGit, SimpleGit } from 'simple-git';
 
+const PASSED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'TMPDIR', 'SSH_AUTH_SOCK', 'XDG_CONFIG_HOME'];
+
 export interface GitAuthor {
   name: string;
   email: string;
@@ -19,9 +21,12 @@ export function gitClient(baseDir: string, author: GitAuthor, timeoutMs = 20_000
     GIT_COMMITTER_NAME: author.name,
     GIT_COMMITTER_EMAIL: author.email,
   };
+  // Only these variables pass through: simple-git rejects editor, pager and
+  // askpass variables, and git needs nothing else from the caller.
   const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (value !== undefined && !key.startsWith('GIT_')) env[key] = value;
+  for (const key of PASSED_ENV) {
+    const value = process.env[key];
+    if (value !== undefined) env[key] = value;
   }
   return simpleGit({
     baseDir,

@@ -188,6 +188,8 @@ export class ControlRepo {
         return new GitCommandError(err.kind, err.command, `branch "${this.branch}" not found on remote ${remote}; create it with \`gitfleet init --repo ${remote}\` or pass --branch`);
       case 'missing-remote':
         return new GitCommandError(err.kind, err.command, `remote ${remote} does not exist or is not a git repository; check --repo`);
+      case 'network':
+        return new GitCommandError(err.kind, err.command, `remote ${remote} could not be reached (${err.message.replace(/^git \S+ failed \([^)]*\): /, '')}); check the URL in --repo and that the git server is up`);
       case 'auth':
         return new GitCommandError(err.kind, err.command, `remote ${remote} rejected the credentials; check the URL's user and token or the ssh key`);
       default:

@@ -48,7 +48,7 @@ export async function runFenceKeeper(leaseFile: string, nodeId: string, nodePid:
 async function stopAll(runtime: ContainerRuntime, nodeId: string, logger: pino.Logger): Promise<number> {
   try {
     const containers = await runtime.listManaged({ nodeId });
-    await Promise.all(containers.map((c) => runtime.stopAndRemove(c.id, { stopTimeoutS: 3 })));
+    await Promise.all(containers.map((c) => runtime.stopAndRemove(c.id, { stopTimeoutS: 1 })));
     return containers.length;
   } catch (err) {
     logger.error({ err: (err as Error).message }, 'fence keeper could not stop containers; retrying');

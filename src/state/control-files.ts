@@ -1,6 +1,7 @@
 import { ControlFileError, TaskProblem } from './errors';
 import { parseJsonText, validate, jsonPath, describeValue } from './parse';
 import {
+  Assignment,
   AssignmentsFile,
   AssignmentsSchema,
   ContainerSpec,
@@ -38,6 +39,14 @@ export interface ScheduleView {
 /** Image reference grammar: optional registry host, lowercase path, optional tag and digest. */
 const IMAGE_REFERENCE =
   /^(?:(?:[a-zA-Z0-9-]+\.)*[a-zA-Z0-9-]+(?::[0-9]+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
+
+/**
+ * Returns the assignment of `taskId`, or undefined. Only own keys count, so a task id such as
+ * "constructor" never reads an inherited property of the object.
+ */
+export function assignmentOf(file: AssignmentsFile, taskId: string): Assignment | undefined {
+  return Object.hasOwn(file.assignments, taskId) ? file.assignments[taskId] : undefined;
+}
 
 export function isValidImageReference(reference: string): boolean {
   return reference.length <= 255 && IMAGE_REFERENCE.test(reference);
@@ -124,8 +133,10 @@ function mergeSpec(base: ContainerSpec | undefined, task: Task): ContainerSpec {
 export function parseSchedule(bytes: Buffer | undefined): Parsed<ScheduleView> {
   return attempt(() => {
     const raw = readBytes(SCHEDULE_FILE, bytes, '{"tasks": []}');
-    const file = validate(SCHEDULE_FILE, ScheduleSchema, raw);
-    return viewSchedule(file);
+    const view = viewSchedule(validate(SCHEDULE_FILE, ScheduleSchema, raw));
+    // The view's `file` is the JSON as read, without the defaults that validation fills in under
+    // "types", so rewriting schedule.json changes only what the edit changes.
+    return { ...view, file: raw as ScheduleFile };
   });
 }
 

@@ -27,6 +27,6 @@ export interface TaskProblem {
 
 export function formatTaskProblem(p: TaskProblem): string {
   const where = p.location ? ` ${p.location}` : '';
-  const id = p.taskId !== undefined ? ` (task "${p.taskId}")` : '';
+  const id = p.taskId !== undefined ? ` (task ${JSON.stringify(p.taskId)})` : '';
   return `${p.file}${where}${id}: ${p.problem}; ${p.fix}`;
 }

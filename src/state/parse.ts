@@ -50,7 +50,7 @@ export function parseJsonText(file: string, bytes: Buffer, example: string): unk
     throw new ControlFileError(
       file,
       '',
-      `file is ${(bytes.length / 1048576).toFixed(1)} MiB, larger than the ${MAX_FILE_BYTES / 1048576} MiB limit`,
+      `file is ${bytes.length} bytes, larger than the ${MAX_FILE_BYTES / 1048576} MiB (${MAX_FILE_BYTES} bytes) limit`,
       'shrink the file (remove old entries) and push again',
     );
   }
@@ -58,21 +58,175 @@ export function parseJsonText(file: string, bytes: Buffer, example: string): unk
   if (text.trim() === '') {
     throw new ControlFileError(file, '', 'file is empty', `write at least ${example} and push again`);
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (err) {
     const message = (err as Error).message;
-    const match = /position (\d+)/.exec(message);
-    const position = match ? Number(match[1]) : text.length;
+    // Node 20 names the position for some syntax errors only, so the offset comes from a scan.
+    const position = syntaxErrorOffset(text);
     const { line, column } = lineColumn(text, position);
-    const reason = message.replace(/^JSON\.parse: /, '').replace(/ in JSON at position \d+.*$/, '');
+    const reason = message
+      .replace(/^JSON\.parse: /, '')
+      .replace(/ in JSON at position \d+.*$/, '')
+      .replace(/ at position \d+.*$/, '')
+      .replace(/, "[\s\S]*" is not valid JSON$/, '');
     throw new ControlFileError(
       file,
       `line ${line} column ${column}`,
-      `invalid JSON: ${reason}`,
+      `invalid JSON: ${reason} (near ${JSON.stringify(snippetAt(text, position))})`,
       'fix the syntax and push again (check with `gitfleet validate`)',
     );
   }
+  const protoPath = findProtoKey(value, []);
+  if (protoPath !== undefined) {
+    throw new ControlFileError(
+      file,
+      `at ${jsonPath(protoPath)}`,
+      'the key "__proto__" is not allowed, because JavaScript objects cannot keep it as data',
+      'rename or remove the key and push again',
+    );
+  }
+  return value;
+}
+
+/**
+ * Returns the offset of the first JSON syntax error in `text` (RFC 8259 grammar), or the text's
+ * length when the error is that the text ends too early.
+ */
+export function syntaxErrorOffset(text: string): number {
+  let i = 0;
+  const fail = (at: number): never => {
+    throw at;
+  };
+  const skipSpace = () => {
+    while (i < text.length && ' \t\n\r'.includes(text[i])) i++;
+  };
+  const literal = (word: string) => {
+    for (let k = 0; k < word.length; k++, i++) if (text[i] !== word[k]) fail(i);
+  };
+  const digits = () => {
+    const start = i;
+    while (i < text.length && text[i] >= '0' && text[i] <= '9') i++;
+    if (i === start) fail(i);
+  };
+  const number = () => {
+    if (text[i] === '-') i++;
+    if (text[i] === '0') i++;
+    else digits();
+    if (text[i] === '.') {
+      i++;
+      digits();
+    }
+    if (text[i] === 'e' || text[i] === 'E') {
+      i++;
+      if (text[i] === '+' || text[i] === '-') i++;
+      digits();
+    }
+  };
+  const string = () => {
+    i++;
+    for (;;) {
+      if (i >= text.length) fail(i);
+      const ch = text[i];
+      if (ch === '"') {
+        i++;
+        return;
+      }
+      if (ch.charCodeAt(0) < 0x20) fail(i);
+      if (ch === '\\') {
+        i++;
+        if (text[i] === 'u') {
+          for (let k = 1; k <= 4; k++) if (!/[0-9a-fA-F]/.test(text[i + k] ?? '')) fail(i + k);
+          i += 5;
+        } else if (text[i] !== undefined && '"\\/bfnrt'.includes(text[i])) i++;
+        else fail(i);
+      } else i++;
+    }
+  };
+  const value = (): void => {
+    skipSpace();
+    const ch = text[i];
+    if (ch === '{') {
+      i++;
+      skipSpace();
+      if (text[i] === '}') {
+        i++;
+        return;
+      }
+      for (;;) {
+        skipSpace();
+        if (text[i] !== '"') fail(i);
+        string();
+        skipSpace();
+        if (text[i] !== ':') fail(i);
+        i++;
+        value();
+        skipSpace();
+        if (text[i] === ',') i++;
+        else if (text[i] === '}') {
+          i++;
+          return;
+        } else fail(i);
+      }
+    } else if (ch === '[') {
+      i++;
+      skipSpace();
+      if (text[i] === ']') {
+        i++;
+        return;
+      }
+      for (;;) {
+        value();
+        skipSpace();
+        if (text[i] === ',') i++;
+        else if (text[i] === ']') {
+          i++;
+          return;
+        } else fail(i);
+      }
+    } else if (ch === '"') string();
+    else if (ch === 't') literal('true');
+    else if (ch === 'f') literal('false');
+    else if (ch === 'n') literal('null');
+    else if (ch === '-' || (ch !== undefined && ch >= '0' && ch <= '9')) number();
+    else fail(i);
+  };
+  try {
+    value();
+    skipSpace();
+    return i < text.length ? i : text.length;
+  } catch (at) {
+    return Math.min(at as number, text.length);
+  }
+}
+
+/** Up to 20 characters of `text` from `position`, so an error shows what the parser met. */
+function snippetAt(text: string, position: number): string {
+  if (position >= text.length) return '(end of file)';
+  return text.slice(position, position + 20);
+}
+
+/**
+ * Finds the path of the first object key named `__proto__`. JSON.parse keeps such a key as an own
+ * property, but spreading and validating the object turn it into a prototype change, so the field
+ * would be lost on the next rewrite.
+ */
+function findProtoKey(value: unknown, at: PropertyKey[]): PropertyKey[] | undefined {
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = findProtoKey(value[i], [...at, i]);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  if (value === null || typeof value !== 'object') return undefined;
+  for (const key of Object.keys(value)) {
+    if (key === '__proto__') return [...at, key];
+    const found = findProtoKey((value as Record<string, unknown>)[key], [...at, key]);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 /** Render a JSON path such as `tasks[3].priority`. */

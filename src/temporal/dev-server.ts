@@ -20,7 +20,7 @@ export interface DevServerOptions {
   ui?: boolean;
   /** File that receives the server's stdout and stderr (appended). Defaults to dataDir/temporal.log. */
   logFile?: string;
-  /** Maximum time in milliseconds to wait for the frontend to answer. Defaults to 60000. */
+  /** Maximum time in milliseconds to wait for the frontend to respond. Defaults to 60000. */
   startTimeoutMs?: number;
 }
 
@@ -219,8 +219,8 @@ function describeExit(exit: ExitInfo): string {
   return `exited with code ${exit.code}`;
 }
 
-/** Returns true once the frontend accepts a connection and knows the default namespace. */
-async function frontendAnswers(address: string): Promise<boolean> {
+/** Returns true once the frontend accepts a connection and describes the default namespace. */
+async function isFrontendReady(address: string): Promise<boolean> {
   let connection: Connection | undefined;
   try {
     connection = await Connection.connect({ address, connectTimeout: PROBE_CONNECT_TIMEOUT_MS });
@@ -317,16 +317,16 @@ async function startOnce(attempt: StartAttempt): Promise<DevServer> {
       if (/address already in use/i.test(readLogSince(attempt.logFile, logStart))) {
         throw new PortInUseError(`Temporal dev server could not bind ${address}; ${logTail}`);
       }
-      throw new Error(`Temporal dev server (${attempt.binary}) ${describeExit(exit)} before it answered on ${address}; ${logTail}`);
+      throw new Error(`Temporal dev server (${attempt.binary}) ${describeExit(exit)} before it responded on ${address}; ${logTail}`);
     }
     // An exit during the probe ends the wait at once instead of after the probe's timeout.
-    if (await Promise.race([frontendAnswers(address), exited.then(() => false)])) {
+    if (await Promise.race([isFrontendReady(address), exited.then(() => false)])) {
       break;
     }
     if (Date.now() >= attempt.deadline) {
       await stop();
       throw new Error(
-        `Temporal dev server did not answer on ${address} before the start timeout; ${formatLogTail(attempt.logFile)}`,
+        `Temporal dev server timed out: no response on ${address} within the start timeout; ${formatLogTail(attempt.logFile)}`,
       );
     }
     await waitForExit(PROBE_INTERVAL_MS);
@@ -343,8 +343,8 @@ async function startOnce(attempt: StartAttempt): Promise<DevServer> {
 
 /**
  * Starts `temporal server start-dev` on 127.0.0.1 and resolves once its
- * frontend answers. Rejects when the CLI is missing, when the server exits
- * early (with the last log lines), or when it does not answer in time.
+ * frontend responds. Rejects when the CLI is missing, when the server exits
+ * early (with the last log lines), or when it does not respond in time.
  */
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
   const binary = resolveTemporalCli();

@@ -63,9 +63,9 @@ function start(taskId: string, spec: ContainerSpec, extra: Partial<StartTaskPara
   });
 }
 
-// Busybox sleep runs as PID 1 and ignores SIGTERM, so tests stop with no grace period.
+// The engine's init process forwards SIGTERM, so `sleep` ends well within this grace period.
 function remove(idOrName: string) {
-  return runtime.stopAndRemove(idOrName, { stopTimeoutS: 0 });
+  return runtime.stopAndRemove(idOrName, { stopTimeoutS: 5 });
 }
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
@@ -141,6 +141,7 @@ describe('startTask and stopAndRemove', () => {
 
     const raw = await docker.getContainer(started.containerId).inspect();
     expect(raw.HostConfig.Privileged).toBe(false);
+    expect(raw.HostConfig.Init).toBe(true);
     expect(raw.HostConfig.SecurityOpt).toEqual(['no-new-privileges']);
     expect(raw.HostConfig.NetworkMode).toBe('bridge');
     expect(raw.HostConfig.Memory).toBe(64 * 1024 * 1024);
@@ -163,7 +164,8 @@ describe('startTask and stopAndRemove', () => {
 
     const stopped = await remove(started.containerId);
     expect(stopped.removed).toBe(true);
-    expect(stopped.exitCode).toBe(137);
+    // 143 is 128 + SIGTERM, so the stop ended the task before the engine's SIGKILL.
+    expect(stopped.exitCode).toBe(143);
     expect(await runtime.inspectTask(started.containerId)).toBeNull();
   });
 
@@ -226,13 +228,28 @@ describe('startTask and stopAndRemove', () => {
   });
 
   it('removes a container whose start fails', async () => {
-    const spec: ContainerSpec = { image: IMAGE, command: ['/no/such/binary'] };
+    // The engine binds published ports at start, so a host port in use fails the start.
+    const blocker = net.createServer();
+    await listen(blocker, 0);
+    const port = (blocker.address() as net.AddressInfo).port;
+    const spec = sleepSpec({ ports: [{ container: 8080, host: port }] });
 
-    const failure = start('bad-command', spec);
+    const failure = start('port-taken', spec);
 
     await expect(failure).rejects.toBeInstanceOf(ContainerStartError);
-    await expect(failure).rejects.toThrow(/no\/such\/binary/);
-    expect(await runtime.listManaged({ nodeId: NODE, taskId: 'bad-command' })).toEqual([]);
+    await expect(failure).rejects.toThrow(String(port));
+    expect(await runtime.listManaged({ nodeId: NODE, taskId: 'port-taken' })).toEqual([]);
+  });
+
+  it('reports a missing command as exit 127', async () => {
+    // The init process starts first and fails to exec the command, so the start itself succeeds.
+    const started = await start('bad-command', { image: IMAGE, command: ['/no/such/binary'] });
+
+    expect(await runtime.waitExit(started.containerId, 10_000)).toEqual({
+      exited: true,
+      exitCode: 127,
+    });
+    await remove(started.containerId);
   });
 
   it('rejects a policy violation before create', async () => {
@@ -316,14 +333,19 @@ describe('waitExit', () => {
 
 describe('tailLogs', () => {
   it('returns the last lines of stdout and stderr', async () => {
-    const script = 'i=1; while [ $i -le 100 ]; do echo line $i; i=$((i+1)); done; echo oops >&2';
+    // stdout and stderr reach the log through separate pipes, so only a pause orders them.
+    const script =
+      'echo oops >&2; sleep 0.3; i=1; while [ $i -le 100 ]; do echo line $i; i=$((i+1)); done';
     const started = await start('logs', { image: IMAGE, command: ['sh', '-c', script] });
     await runtime.waitExit(started.containerId, 10_000);
 
     const lines = await runtime.tailLogs(started.containerId, 5);
 
-    expect(lines).toEqual(['line 97', 'line 98', 'line 99', 'line 100', 'oops']);
-    expect(await runtime.tailLogs(started.containerId, 1000)).toHaveLength(101);
+    const all = await runtime.tailLogs(started.containerId, 1000);
+
+    expect(lines).toEqual(['line 96', 'line 97', 'line 98', 'line 99', 'line 100']);
+    expect(all).toHaveLength(101);
+    expect(all[0]).toBe('oops');
     expect((await remove(started.containerId)).lastLogs).toHaveLength(50);
   });
 

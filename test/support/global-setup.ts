@@ -1,5 +1,5 @@
 /**
- * Jest global setup: checks that the Docker engine answers and starts one
+ * Jest global setup: checks that the Docker engine responds and starts one
  * Temporal dev server (no UI) for the whole run. Tests read its address from
  * GITFLEET_TEST_TEMPORAL_ADDRESS. Environment variables set here reach the
  * test workers because Jest starts them after global setup.
@@ -36,7 +36,7 @@ async function checkDockerEngine(): Promise<void> {
   } catch (error) {
     const detail = error instanceof Error ? error.message.trim() : String(error);
     throw new Error(
-      `The Docker engine does not answer \`docker info\`, and the tests need it. ` +
+      `The Docker engine is not reachable (\`docker info\` failed), and the tests need it. ` +
         `Run \`make setup\`, which installs and starts it.\n${detail}`,
     );
   }

@@ -121,6 +121,17 @@ describe('startDevServer', () => {
     await expect(started).rejects.toThrow(/fake temporal: unknown flag/);
   });
 
+  test('times out a server that never responds', async () => {
+    const fakeCli = path.join(tempDir, 'silent-temporal');
+    fs.writeFileSync(fakeCli, '#!/bin/sh\necho "fake temporal: starting"\nexec sleep 60\n', { mode: 0o755 });
+    process.env.TEMPORAL_CLI = fakeCli;
+
+    const started = startDevServer({ dataDir: tempDir, startTimeoutMs: 1_500 });
+
+    await expect(started).rejects.toThrow(/timed out: no response on 127\.0\.0\.1:\d+/);
+    await expect(started).rejects.toThrow(/fake temporal: starting/);
+  });
+
   test('serves the UI and stops', async () => {
     const server = await startDevServer({ dataDir: tempDir, ui: true });
     try {
