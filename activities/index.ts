@@ -236,6 +236,7 @@ function activityFunctions(ctx: NodeContext) {
       if (!best) return { outcome: 'none', reason: 'no claimable task' };
 
       await new Promise((resolve) => setTimeout(resolve, Math.random() * settings.claimJitterMs));
+      const pushStart = monotonicMs();
       const taskId = best.task.id;
       const claimToken = randomUUID();
       type Attempt =
@@ -274,7 +275,7 @@ function activityFunctions(ctx: NodeContext) {
         log.info({ taskId, reason: result.reason, rejections: outcome.rejections }, 'claim attempt lost');
         return { outcome: 'lost', taskId, reason: result.reason };
       }
-      ctx.lease.renew(settings.selfFenceMs);
+      ctx.lease.renew(settings.selfFenceMs - (monotonicMs() - pushStart));
       const specHash = specHashOf(result.task);
       const sameSpec = result.previous?.spec_hash === specHash;
       log.info({ taskId, epoch: result.epoch, reason: result.reason, rejections: outcome.rejections }, 'task claimed');
@@ -297,6 +298,12 @@ function activityFunctions(ctx: NodeContext) {
 
     /** Create and start the task's container, removing any older container of the task first. */
     async startTask(task: OwnedTask): Promise<StartResult> {
+      // A container started after the lease ran out could overlap a takeover,
+      // so starts wait until a heartbeat renews the claims again.
+      const remaining = ctx.lease.remainingMs();
+      if (remaining < 1000) {
+        return { ok: false, fenced: true, error: `claims not renewed in time (lease ${remaining} ms); not starting ${task.taskId}` };
+      }
       for (const stale of await ctx.runtime.listManaged({ nodeId: ctx.nodeId, taskId: task.taskId })) {
         if (stale.epoch !== task.epoch || stale.claimToken !== task.claimToken) {
           log.warn({ taskId: task.taskId, containerId: stale.id, epoch: stale.epoch }, 'removing container of an older claim');

@@ -22,6 +22,12 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function nonNegativeSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected zero or more seconds, got "${value}"`);
+  return n;
+}
+
 function positive(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number, got "${value}"`);
@@ -83,14 +89,15 @@ program
   .option('--task-heartbeat <s>', 'seconds between task heartbeats (fleet default 10)', seconds)
   .option('--task-expiry <s>', 'seconds a task heartbeat may stay unchanged before others take the task (fleet default 45)', seconds)
   .option('--idle-poll <s>', 'seconds between looks for work while idle (fleet default 5)', seconds)
-  .option('--claim-jitter <s>', 'largest random delay before a claim, in seconds (fleet default 1)', (v) => Number(v))
-  .option('--allow-mount <path>', 'host path prefix tasks may bind-mount (repeatable; default: none)', collect, [])
-  .option('--allow-image <pattern>', 'image tasks may use: exact name, or prefix ending in / or * (repeatable; default: any)', collect, [])
+  .option('--claim-jitter <s>', 'largest random delay before a claim, in seconds (fleet default 1)', nonNegativeSeconds)
+  .option('--allow-mount <path>', 'host path prefix tasks may bind-mount (repeatable; none by default)', collect, [])
+  .option('--allow-image <pattern>', 'image tasks may use: exact name, or prefix ending in / or * (repeatable; any image by default)', collect, [])
   .option('--max-memory <MiB>', 'largest memory limit a task may ask for, in MiB', positive)
   .option('--max-cpus <n>', 'largest CPU limit a task may ask for, in CPUs', positive)
   .option('--default-memory <MiB>', 'memory limit for tasks that set none, in MiB', positive)
   .option('--default-cpus <n>', 'CPU limit for tasks that set none, in CPUs', positive)
   .option('--secrets-file <file>', 'JSON object of secret names to values (GITFLEET_SECRET_<NAME> variables also work)')
+  .addOption(new Option('--history-limit <events>', 'continue the node workflow as new past this many history events').argParser(positiveInt).hideHelp())
   .option('--build-root <dir>', 'folder that build contexts in task specs are relative to', process.cwd())
   .action(async (opts) => {
     const { runNode } = await import('./node/run-node');
@@ -124,6 +131,7 @@ program
       },
       secretsFile: opts.secretsFile,
       contextRoot: path.resolve(opts.buildRoot),
+      historyLimit: opts.historyLimit,
       logger,
     });
   });

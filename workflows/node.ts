@@ -132,6 +132,7 @@ export async function nodeWorkflow(input: NodeWorkflowInput): Promise<void> {
     const result = await docker.startTask(task).catch((err) => ({
       ok: false as const,
       permanent: false,
+      fenced: false,
       error: String(err),
       containerId: undefined,
       hostPorts: undefined,
@@ -141,6 +142,12 @@ export async function nodeWorkflow(input: NodeWorkflowInput): Promise<void> {
       task.hostPorts = result.hostPorts;
       task.startedAt = Date.now();
       task.restartAt = undefined;
+      return;
+    }
+    if (result.fenced) {
+      // Try again after the next heartbeat; it renews the lease or reports the claim lost.
+      log.warn('container start deferred until claims are renewed', { nodeId, taskId: task.taskId });
+      task.restartAt = Date.now() + settings.taskHeartbeatMs;
       return;
     }
     // Compensation: a container that did not start gives its claim back.
@@ -354,7 +361,7 @@ export async function nodeWorkflow(input: NodeWorkflowInput): Promise<void> {
 
     ensureWatch();
 
-    if (workflowInfo().historyLength > HISTORY_LIMIT || workflowInfo().continueAsNewSuggested) {
+    if (workflowInfo().historyLength > (input.historyLimit ?? HISTORY_LIMIT) || workflowInfo().continueAsNewSuggested) {
       watchScope?.cancel();
       await continueAsNew<typeof nodeWorkflow>({
         ...input,
@@ -363,7 +370,11 @@ export async function nodeWorkflow(input: NodeWorkflowInput): Promise<void> {
       });
     }
 
-    const dues = [nextHeartbeat, nextReconcile, lastRenewalAt + settings.selfFenceMs + 1];
+    const dues = [nextHeartbeat, nextReconcile];
+    // The self-fence time matters only while tasks are held. Without tasks a renewal
+    // time in the past would make the wait 0 on every pass, and the loop would spin
+    // without yielding until Temporal's deadlock detector ends the workflow task.
+    if (tasks.size > 0) dues.push(lastRenewalAt + settings.selfFenceMs + 1);
     if (tasks.size < input.maxTasks) dues.push(nextClaim);
     for (const task of tasks.values()) if (task.restartAt !== undefined) dues.push(task.restartAt);
     const wait = Math.max(0, Math.min(...dues) - Date.now());

@@ -12,7 +12,16 @@ export function temporaryRepo(remote: string, branch: string, logger: Logger): C
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gitfleet-cli-'));
   // A person's edit competes with every node's heartbeats and claims; on a busy fleet
   // 8 tries often all lose the race, so the CLI keeps trying longer (about 2 minutes).
-  const repo = new ControlRepo({ remote, branch, dir: path.join(dir, 'clone'), logger, pushRetries: 30 });
+  // Many writers may edit at once, so a rejected push is retried often; an
+  // unreachable remote is reported after two quick retries.
+  const repo = new ControlRepo({
+    remote,
+    branch,
+    dir: path.join(dir, 'clone'),
+    logger,
+    pushRetries: 30,
+    networkRetries: 2,
+  });
   return Object.assign(repo, { dispose: () => fs.rmSync(dir, { recursive: true, force: true }) });
 }
 

@@ -45,6 +45,8 @@ export interface StartResult {
   /** Why the start failed; `permanent` failures (policy, bad spec) are not retried. */
   error?: string;
   permanent?: boolean;
+  /** The node's lease ran out: the claim is neither failed nor released, it waits for a renewal. */
+  fenced?: boolean;
 }
 
 export interface WatchItem {
@@ -90,6 +92,8 @@ export interface NodeWorkflowInput {
   nodeId: string;
   maxTasks: number;
   overrides: SettingsOverrides;
+  /** Continue-as-new once the history has this many events. */
+  historyLimit?: number;
   /** Settings before the first heartbeat reads fleet.json. */
   initialSettings: EffectiveSettings;
   carried?: {

@@ -33,6 +33,8 @@ export interface ControlRepoOptions {
   gitTimeoutMs?: number;
   /** How often a rejected or failed push is retried. */
   pushRetries?: number;
+  /** How often a network, timeout or git lock error is retried; defaults to pushRetries. */
+  networkRetries?: number;
   backoffBaseMs?: number;
   backoffCapMs?: number;
   lockTimeoutMs?: number;
@@ -223,7 +225,7 @@ export class ControlRepo {
   }
 
   private async withNetworkRetries<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    const retries = this.options.pushRetries ?? 8;
+    const retries = this.options.networkRetries ?? this.options.pushRetries ?? 8;
     for (let attempt = 0; ; attempt++) {
       try {
         return await fn();
@@ -257,7 +259,8 @@ export class ControlRepo {
       if (kind === undefined || !['rejected', 'network', 'timeout', 'lock'].includes(kind)) throw err;
       if (kind === 'rejected') rejections++;
       else failures++;
-      if (attempt >= retries) {
+      const networkRetries = this.options.networkRetries ?? retries;
+      if (attempt >= retries || failures > networkRetries) {
         throw new PushFailedError(
           `push to ${redactUrl(this.remote)} (${this.branch}) failed ${attempt + 1} times` +
             ` (${rejections} rejected by newer commits, ${failures} network or lock errors)` +

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
+import { monotonicMs } from '../core/observer';
 
 /**
  * The lease file a node shares with its fence keeper process. Each renewal
@@ -23,6 +24,8 @@ export function leasePath(workdir: string): string {
 
 export class LeaseWriter {
   private seq = 0;
+  private renewedAt = 0;
+  private validForMs = 0;
 
   constructor(
     private readonly file: string,
@@ -33,11 +36,31 @@ export class LeaseWriter {
   }
 
   renew(validForMs: number): void {
+    this.renewedAt = monotonicMs();
+    this.validForMs = Math.max(0, validForMs);
     this.seq++;
     this.write({ nodeId: this.nodeId, seq: this.seq, validForMs: Math.max(0, Math.floor(validForMs)), nodePid: process.pid });
   }
 
+  /**
+   * Point the current lease at this process without changing its seq, so a
+   * running keeper keeps its deadline and sees a live node again.
+   */
+  adoptCurrent(): boolean {
+    const current = readLease(this.file);
+    if (!current) return false;
+    this.seq = current.seq;
+    this.write({ ...current, nodePid: process.pid, stopped: false });
+    return true;
+  }
+
+  /** Milliseconds until the keeper would stop this node's containers, by this process's clock. */
+  remainingMs(): number {
+    return this.renewedAt + this.validForMs - monotonicMs();
+  }
+
   markStopped(): void {
+    this.validForMs = 0;
     this.seq++;
     this.write({ nodeId: this.nodeId, seq: this.seq, validForMs: 0, nodePid: process.pid, stopped: true });
   }

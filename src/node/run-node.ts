@@ -30,6 +30,7 @@ export interface NodeOptions {
   policy: NodePolicy;
   secretsFile?: string;
   contextRoot: string;
+  historyLimit?: number;
   logger: Logger;
 }
 
@@ -79,17 +80,16 @@ export function loadSecrets(file: string | undefined): Record<string, string> {
   return secrets;
 }
 
-/** Start the fence keeper for this node, replacing one left by an earlier node process. */
-function startFenceKeeper(workdir: string, nodeId: string, logger: Logger): void {
+/** Process id of a running fence keeper of this node, if there is one. */
+function liveFenceKeeper(workdir: string, nodeId: string): number | undefined {
   const pidFile = path.join(workdir, 'fence-keeper.pid');
-  const oldPid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8')) : NaN;
-  if (Number.isInteger(oldPid) && oldPid > 0) {
-    const cmdline = fs.existsSync(`/proc/${oldPid}/cmdline`) ? fs.readFileSync(`/proc/${oldPid}/cmdline`, 'utf8') : '';
-    if (cmdline.includes('fence-keeper') && cmdline.includes(nodeId)) {
-      process.kill(oldPid, 'SIGTERM');
-      logger.info({ pid: oldPid }, 'stopped the fence keeper of an earlier node process');
-    }
-  }
+  const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8')) : NaN;
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const cmdline = fs.existsSync(`/proc/${pid}/cmdline`) ? fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') : '';
+  return cmdline.includes('fence-keeper') && cmdline.includes(nodeId) ? pid : undefined;
+}
+
+function spawnFenceKeeper(workdir: string, nodeId: string, logger: Logger): void {
   const out = fs.openSync(path.join(workdir, 'fence-keeper.log'), 'a');
   const child = spawn(
     process.execPath,
@@ -98,8 +98,24 @@ function startFenceKeeper(workdir: string, nodeId: string, logger: Logger): void
   );
   child.unref();
   fs.closeSync(out);
-  fs.writeFileSync(pidFile, `${child.pid}\n`);
+  fs.writeFileSync(path.join(workdir, 'fence-keeper.pid'), `${child.pid}\n`);
   logger.info({ pid: child.pid }, 'fence keeper started');
+}
+
+/**
+ * Make sure a fence keeper watches this node. A keeper left by an earlier
+ * process of the node keeps its deadline, so containers whose claims are
+ * still live survive a quick restart; without one, the lease starts empty.
+ */
+function ensureFenceKeeper(workdir: string, nodeId: string, lease: LeaseWriter, logger: Logger): void {
+  const running = liveFenceKeeper(workdir, nodeId);
+  if (running !== undefined && lease.adoptCurrent() && liveFenceKeeper(workdir, nodeId) === running) {
+    logger.info({ pid: running }, 'fence keeper of an earlier node process keeps watching');
+    return;
+  }
+  // Until the first claim, the keeper has nothing to keep alive.
+  lease.renew(0);
+  spawnFenceKeeper(workdir, nodeId, logger);
 }
 
 let runtimeInstalled = false;
@@ -142,9 +158,7 @@ export async function runNode(options: NodeOptions): Promise<void> {
   logger.info({ repo: redactUrl(options.repo), branch: options.branch, commit: first.commit }, 'control repo reachable');
 
   const lease = new LeaseWriter(leasePath(workdir), nodeId);
-  // Until the first claim, the keeper has nothing to keep alive.
-  lease.renew(0);
-  startFenceKeeper(workdir, nodeId, logger);
+  ensureFenceKeeper(workdir, nodeId, lease, logger);
 
   const context: NodeContext = {
     nodeId,
@@ -183,6 +197,7 @@ export async function runNode(options: NodeOptions): Promise<void> {
     maxTasks: options.maxTasks,
     overrides: options.overrides,
     initialSettings: initial,
+    historyLimit: options.historyLimit,
   };
   const handle = await client.workflow.start('nodeWorkflow', {
     workflowId: nodeWorkflowId(nodeId),
