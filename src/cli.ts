@@ -8,6 +8,7 @@ import { initControlRepo, temporaryRepo } from './commands/repo-ops';
 import { buildStatus, renderStatus } from './commands/status';
 import { addTask, removeTask } from './commands/tasks';
 import { validatePath } from './commands/validate';
+import { parseSettings } from './state/control-files';
 import type { SettingsOverrides } from './core/settings';
 
 function seconds(value: string): number {
@@ -58,9 +59,19 @@ program
   .addOption(repoOption())
   .addOption(branchOption())
   .option('--schedule <file>', 'seed schedule.json from this file instead of an empty schedule')
+  .option('--settings <file>', 'seed fleet.json from this file ({"settings": {...}}, durations in seconds)')
   .action(async (opts) => {
     const logger = createLogger('gitfleet');
     const seed: Record<string, unknown> = {};
+    if (opts.settings) {
+      const parsed = parseSettings(fs.readFileSync(opts.settings));
+      if (!parsed.ok) {
+        console.error(parsed.error.message.replace(/^fleet\.json/, opts.settings));
+        process.exitCode = 1;
+        return;
+      }
+      seed['fleet.json'] = JSON.parse(fs.readFileSync(opts.settings, 'utf8'));
+    }
     if (opts.schedule) {
       const problems = validatePath(opts.schedule);
       if (problems.length > 0) {

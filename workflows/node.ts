@@ -46,7 +46,7 @@ const WATCH_MAX_MS = 5 * 60_000;
 // as it asks for cancellation; nothing waits on cleanup.
 const watcher = proxyActivities<NodeActivities>({
   startToCloseTimeout: WATCH_MAX_MS + 60_000,
-  heartbeatTimeout: '20s',
+  heartbeatTimeout: '10s',
   cancellationType: ActivityCancellationType.TRY_CANCEL,
   retry: { initialInterval: '1s', maximumAttempts: 3 },
 });
@@ -204,8 +204,14 @@ export async function nodeWorkflow(input: NodeWorkflowInput): Promise<void> {
       task.restartAt = Date.now() + delay;
       return;
     }
+    if (!failed && !wantsRestart) {
+      // A clean exit under a policy that does not restart it ends the service for good.
+      await finish(task, { outcome: 'succeeded', exitCode, lastLog: stopped.lastLog });
+      settle('service exited cleanly', task.taskId);
+      return;
+    }
     const reschedules = task.reschedules + 1;
-    const givenUp = reschedules > settings.rescheduleLimit || !wantsRestart && !failed;
+    const givenUp = reschedules > settings.rescheduleLimit;
     await finish(task, {
       outcome: givenUp && failed ? 'failed' : 'released',
       exitCode,

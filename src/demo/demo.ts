@@ -46,7 +46,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 /**
- * The embedded demo: a local Temporal dev server with its Web UI, a bare
+ * Run the embedded demo: a local Temporal dev server with its Web UI, a bare
  * control repo seeded from examples/, three node processes and real
  * containers. Returns the process exit code: 0 only when every example task
  * reached its expected state and no demo container is left.

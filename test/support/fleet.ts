@@ -591,11 +591,17 @@ export class Fleet {
     return id;
   }
 
-  /** Create the bare control repo with `gitfleet init`, seeded with `schedule`. */
-  async initRepo(schedule: { tasks: unknown[]; [key: string]: unknown }): Promise<void> {
+  /** Create the bare control repo with `gitfleet init`, seeded with `schedule` and optional fleet settings. */
+  async initRepo(schedule: { tasks: unknown[]; [key: string]: unknown }, settings?: Record<string, unknown>): Promise<void> {
     const file = path.join(this.dir, 'schedule.seed.json');
     fs.writeFileSync(file, `${JSON.stringify(schedule, null, 2)}\n`);
-    const result = await runCli(['init', '--repo', this.repo, '--schedule', file]);
+    const args = ['init', '--repo', this.repo, '--schedule', file];
+    if (settings) {
+      const settingsFile = path.join(this.dir, 'fleet.seed.json');
+      fs.writeFileSync(settingsFile, `${JSON.stringify({ settings }, null, 2)}\n`);
+      args.push('--settings', settingsFile);
+    }
+    const result = await runCli(args);
     if (result.code !== 0) {
       throw new Error(`gitfleet init failed (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
     }
