@@ -383,8 +383,9 @@ export async function nodeWorkflow(input: NodeWorkflowInput): Promise<void> {
     if (tasks.size > 0) dues.push(lastRenewalAt + settings.selfFenceMs + 1);
     if (tasks.size < input.maxTasks) dues.push(nextClaim);
     for (const task of tasks.values()) if (task.restartAt !== undefined) dues.push(task.restartAt);
-    const wait = Math.max(0, Math.min(...dues) - Date.now());
-    if (wait > 0) await condition(() => drainReason !== undefined || watchEvents !== undefined, wait);
+    // At least a short wait per pass, so no combination of due times can make the loop spin.
+    const wait = Math.max(50, Math.min(...dues) - Date.now());
+    await condition(() => drainReason !== undefined || watchEvents !== undefined, wait);
   }
 }
 
