@@ -23,4 +23,7 @@ module.exports = {
   globalSetup: '<rootDir>/test/support/global-setup.ts',
   globalTeardown: '<rootDir>/test/support/global-teardown.ts',
   maxWorkers: 1,
+  // A test that fails midway can leave a socket to a child process open; CI
+  // must still end when the last test has finished.
+  forceExit: true,
 };

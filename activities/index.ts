@@ -8,7 +8,7 @@ import type { NodePolicy } from '../src/docker/policy';
 import { checkPolicy } from '../src/docker/policy';
 import { HeartbeatObserver, monotonicMs } from '../src/core/observer';
 import { availability, candidates, SelectionInput } from '../src/core/selection';
-import { effectiveSettings, EffectiveSettings, SettingsOverrides } from '../src/core/settings';
+import { effectiveSettings, EffectiveSettings, SettingsOverrides, settingsProblems } from '../src/core/settings';
 import type { ScheduledTask } from '../src/state/control-files';
 import { ASSIGNMENTS_FILE, assignmentOf, ROSTER_FILE } from '../src/state/control-files';
 import { redactValues } from '../src/util/redact';
@@ -61,9 +61,25 @@ function metrics(): { cpu_load: number; memory_percent: number } {
   return { cpu_load: Number(os.loadavg()[0].toFixed(2)), memory_percent: Number(memory.toFixed(1)) };
 }
 
+/** Last settings that passed every check, per node process; starts from the defaults. */
+const lastGoodSettings = new WeakMap<NodeContext, EffectiveSettings>();
+
+/**
+ * Settings from fleet.json with the node's overrides. An invalid or unsafe
+ * combination is reported through the snapshot's problems and the node keeps
+ * its last valid settings.
+ */
 function settingsFrom(ctx: NodeContext, snapshot: ControlSnapshot): EffectiveSettings {
-  const fleet = snapshot.settings.ok ? snapshot.settings.value : SettingsSchema.parse({});
-  return effectiveSettings(fleet, ctx.overrides);
+  const fallback = lastGoodSettings.get(ctx) ?? effectiveSettings(SettingsSchema.parse({}), ctx.overrides);
+  if (!snapshot.settings.ok) return fallback;
+  const candidate = effectiveSettings(snapshot.settings.value, ctx.overrides);
+  const problems = settingsProblems(candidate);
+  if (problems.length > 0) {
+    ctx.logger.error({ problems }, 'fleet.json settings combined with node flags are unsafe; keeping the last valid settings');
+    return fallback;
+  }
+  lastGoodSettings.set(ctx, candidate);
+  return candidate;
 }
 
 /** Collect the messages of every control file and task problem in a snapshot. */
@@ -262,6 +278,9 @@ function activityFunctions(ctx: NodeContext) {
           epoch,
           claim_token: claimToken,
           container_id: null,
+          // The result fields describe the previous run; a new claim starts without them.
+          exit_code: null,
+          finished_at: null,
           last_error: previous?.last_error ?? null,
         };
         const file = { ...input.assignments, assignments: { ...input.assignments.assignments, [taskId]: entry } };

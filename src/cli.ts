@@ -35,12 +35,22 @@ function positive(value: string): number {
   return n;
 }
 
-function collect(value: string, previous: string[]): string[] {
+function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
 function list(value: string): string[] {
   return value.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/** Connect to Temporal, naming the address and the flag to fix when that fails. */
+async function connectTemporal(address: string) {
+  const { Connection } = await import('@temporalio/client');
+  try {
+    return await Connection.connect({ address, connectTimeout: 10_000 });
+  } catch (err) {
+    throw new Error(`cannot connect to Temporal at ${address}: ${(err as Error).message.split('\n')[0]}; check --temporal-address and that the server is running`);
+  }
 }
 
 const program = new Command();
@@ -101,8 +111,8 @@ program
   .option('--task-expiry <s>', 'seconds a task heartbeat may stay unchanged before others take the task (fleet default 45)', seconds)
   .option('--idle-poll <s>', 'seconds between looks for work while idle (fleet default 5)', seconds)
   .option('--claim-jitter <s>', 'largest random delay before a claim, in seconds (fleet default 1)', nonNegativeSeconds)
-  .option('--allow-mount <path>', 'host path prefix tasks may bind-mount (repeatable; none by default)', collect, [])
-  .option('--allow-image <pattern>', 'image tasks may use: exact name, or prefix ending in / or * (repeatable; any image by default)', collect, [])
+  .option('--allow-mount <path>', 'host path prefix tasks may bind-mount (repeatable; none by default)', collect)
+  .option('--allow-image <pattern>', 'image tasks may use: exact name, or prefix ending in / or * (repeatable; any image by default)', collect)
   .option('--max-memory <MiB>', 'largest memory limit a task may ask for, in MiB', positive)
   .option('--max-cpus <n>', 'largest CPU limit a task may ask for, in CPUs', positive)
   .option('--default-memory <MiB>', 'memory limit for tasks that set none, in MiB', positive)
@@ -133,8 +143,8 @@ program
       maxTasks: opts.maxTasks,
       overrides,
       policy: {
-        allowedMounts: opts.allowMount,
-        allowedImages: opts.allowImage.length ? opts.allowImage : undefined,
+        allowedMounts: opts.allowMount ?? [],
+        allowedImages: opts.allowImage?.length ? opts.allowImage : undefined,
         maxMemoryMb: opts.maxMemory,
         maxCpus: opts.maxCpus,
         defaultMemoryMb: opts.defaultMemory,
@@ -164,7 +174,7 @@ task
   .option('--image <ref>', 'container image')
   .addOption(new Option('--kind <kind>', 'service (kept running) or batch (runs once)').choices(['service', 'batch']))
   .option('--role <role>', 'required_role: only nodes with this role run the task')
-  .option('--env <KEY=VALUE>', 'environment variable for the container (repeatable)', collect, [])
+  .option('--env <KEY=VALUE>', 'environment variable for the container (repeatable)', collect)
   .option('--json <file>', 'read the whole task entry from a JSON file; other options override its fields')
   .argument('[command...]', 'command and arguments to run in the container (after --)')
   .action(async (command: string[], opts) => {
@@ -178,7 +188,7 @@ task
     if (opts.kind) entry.kind = opts.kind;
     if (opts.role) entry.required_role = opts.role;
     if (command.length) entry.command = command;
-    if (opts.env.length) {
+    if (opts.env?.length) {
       const env: Record<string, string> = { ...((entry.env as Record<string, string>) ?? {}) };
       for (const pair of opts.env as string[]) {
         const at = pair.indexOf('=');
@@ -246,12 +256,13 @@ program
     } else {
       problems = validatePath(target ?? '.');
     }
+    const checked = opts.repo ? `${redactUrl(opts.repo)} (branch ${opts.branch})` : (target ?? '.');
     for (const p of problems) console.error(p);
     if (problems.length > 0) {
-      console.error(`${problems.length} problem${problems.length === 1 ? '' : 's'} found`);
+      console.error(`${checked}: ${problems.length} problem${problems.length === 1 ? '' : 's'} found`);
       process.exitCode = 1;
     } else {
-      console.log('valid');
+      console.log(`${checked}: valid`);
     }
   });
 
@@ -263,12 +274,19 @@ program
   .option('--namespace <name>', 'Temporal namespace', 'default')
   .option('--wait', 'wait until the node has stopped')
   .action(async (opts) => {
-    const { Client, Connection } = await import('@temporalio/client');
+    const { Client } = await import('@temporalio/client');
     const { nodeWorkflowId } = await import('./core/types');
-    const connection = await Connection.connect({ address: opts.temporalAddress });
+    const connection = await connectTemporal(opts.temporalAddress);
     try {
       const handle = new Client({ connection, namespace: opts.namespace }).workflow.getHandle(nodeWorkflowId(opts.id));
-      await handle.signal('drain', { reason: 'gitfleet drain' });
+      try {
+        await handle.signal('drain', { reason: 'gitfleet drain' });
+      } catch (err) {
+        if ((err as Error).name !== 'WorkflowNotFoundError') throw err;
+        throw new Error(
+          `no running node ${opts.id} in namespace ${opts.namespace} at ${opts.temporalAddress}; check --id (see \`gitfleet status\`), --namespace and --temporal-address`,
+        );
+      }
       console.log(`drain requested for node ${opts.id}`);
       if (opts.wait) {
         await handle.result();

@@ -216,7 +216,7 @@ export async function nodeWorkflow(input: NodeWorkflowInput): Promise<void> {
       outcome: givenUp && failed ? 'failed' : 'released',
       exitCode,
       lastLog: stopped.lastLog,
-      error: failed ? `service container ${event.reason}${exitCode !== null ? ` with exit code ${exitCode}` : ''} after ${task.restarts} restarts` : undefined,
+      error: `service container ${event.reason}${exitCode !== null ? ` with exit code ${exitCode}` : ''} after ${task.restarts} restarts; restart budget used up on this node`,
       reschedules,
       givenUp,
       delayMs: retryDelay(reschedules),

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { ControlRepo } from '../git/control-repo';
-import { gitClient } from '../git/client';
+import { gitClient, isLocalRemote, normalizeRemote } from '../git/client';
 import { ASSIGNMENTS_FILE, FLEET_FILE, ROSTER_FILE, SCHEDULE_FILE, serialize } from '../state/control-files';
 import { redactUrl } from '../util/redact';
 
@@ -25,9 +25,6 @@ export function temporaryRepo(remote: string, branch: string, logger: Logger): C
   return Object.assign(repo, { dispose: () => fs.rmSync(dir, { recursive: true, force: true }) });
 }
 
-function isLocalPath(remote: string): boolean {
-  return !/^[a-z][a-z0-9+.-]*:\/\//i.test(remote) && !/^[^/]+@[^/]+:/.test(remote);
-}
 
 export const EMPTY_FILES: Record<string, unknown> = {
   [SCHEDULE_FILE]: { tasks: [] },
@@ -47,7 +44,8 @@ export async function initControlRepo(
   logger: Logger,
   seed: Record<string, unknown> = {},
 ): Promise<string[]> {
-  if (isLocalPath(remote) && !fs.existsSync(remote)) {
+  remote = normalizeRemote(remote);
+  if (isLocalRemote(remote) && !fs.existsSync(remote)) {
     fs.mkdirSync(remote, { recursive: true });
     await gitClient(remote, { name: 'gitfleet init', email: 'init@gitfleet.invalid' }).raw(['init', '--bare', '--quiet', `--initial-branch=${branch}`]);
     logger.info({ remote }, 'created bare control repo');

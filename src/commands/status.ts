@@ -47,7 +47,7 @@ export function buildStatus(snapshot: ControlSnapshot, now = Date.now()): Status
     : [];
   const assignments = snapshot.assignments.ok ? snapshot.assignments.value.assignments : {};
   const scheduled = snapshot.schedule.ok ? snapshot.schedule.value.tasks : [];
-  const tasks = scheduled.map(({ task, spec }) => {
+  const tasks: StatusReport['tasks'] = scheduled.map(({ task, spec }) => {
     const a = assignments[task.id];
     return {
       id: task.id,
@@ -62,6 +62,24 @@ export function buildStatus(snapshot: ControlSnapshot, now = Date.now()): Status
       lastError: a?.last_error,
     };
   });
+  // Claims on tasks that are not (validly) in the schedule still show, since a
+  // node may run them until the schedule is fixed.
+  const listed = new Set(tasks.map((t) => t.id));
+  for (const [id, a] of Object.entries(assignments)) {
+    if (listed.has(id) || !a.node_id) continue;
+    tasks.push({
+      id,
+      type: undefined,
+      kind: undefined,
+      priority: undefined,
+      owner: a.node_id,
+      status: `${a.status ?? 'claimed'} (not in valid schedule)`,
+      epoch: a.epoch,
+      heartbeatAgeS: ageSeconds(a.task_heartbeat, now),
+      exitCode: a.exit_code,
+      lastError: a.last_error,
+    });
+  }
   return { commit: snapshot.commit, nodes, tasks, problems };
 }
 

@@ -167,6 +167,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     console.log(`Workflow list:     ${process.env.TEMPORAL_CLI ?? 'temporal'} workflow list --address ${server.address}`);
     console.log(`One node's state:  ${process.env.TEMPORAL_CLI ?? 'temporal'} workflow query --address ${server.address} --workflow-id ${nodeWorkflowId('demo-a')} --type status`);
     console.log('');
+    if (!options.keep) console.log('The demo folder and its node logs are removed at the end; run `gitfleet demo --keep` to keep them.');
     if (options.keep) {
       say('--keep: press Ctrl-C to shut the fleet down');
       await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));

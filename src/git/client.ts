@@ -1,3 +1,4 @@
+import * as path from 'node:path';
 import { simpleGit, SimpleGit } from 'simple-git';
 
 const PASSED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'TMPDIR', 'SSH_AUTH_SOCK', 'XDG_CONFIG_HOME'];
@@ -33,4 +34,17 @@ export function gitClient(baseDir: string, author: GitAuthor, timeoutMs = 20_000
     timeout: { block: timeoutMs },
     allowEnvironment: Object.keys(ours),
   }).env({ ...env, ...ours, LC_ALL: 'C' });
+}
+
+/** Whether `remote` is a local path rather than a URL or an scp-like `host:path` address. */
+export function isLocalRemote(remote: string): boolean {
+  return !/^[a-z][a-z0-9+.-]*:\/\//i.test(remote) && !/^[^/]*:/.test(remote);
+}
+
+/**
+ * Make a local remote path absolute, so it means the same folder whether git
+ * runs in the caller's directory or inside a clone.
+ */
+export function normalizeRemote(remote: string): string {
+  return isLocalRemote(remote) ? path.resolve(remote) : remote;
 }

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { SimpleGit } from 'simple-git';
-import { gitClient } from './client';
+import { gitClient, normalizeRemote } from './client';
 import writeFileAtomic from 'write-file-atomic';
 import type { Logger } from 'pino';
 import { CloneLock } from './clone-lock';
@@ -86,7 +86,7 @@ export class ControlRepo {
   private readonly log: Logger;
 
   constructor(private readonly options: ControlRepoOptions) {
-    this.remote = options.remote;
+    this.remote = normalizeRemote(options.remote);
     this.branch = options.branch ?? 'main';
     this.dir = path.resolve(options.dir);
     this.lock = new CloneLock(this.dir, options.lockTimeoutMs ?? 60_000);
@@ -147,6 +147,8 @@ export class ControlRepo {
     const gitDir = path.join(this.dir, '.git');
     if (await exists(path.join(gitDir, 'HEAD'))) {
       await this.repair();
+      // The folder may have been used with another --repo before.
+      await this.run(['remote', 'set-url', 'origin', this.remote]);
       return;
     }
     await fs.rm(this.dir, { recursive: true, force: true });

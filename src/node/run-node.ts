@@ -34,6 +34,9 @@ export interface NodeOptions {
   logger: Logger;
 }
 
+/** Node ids name workflows, task queues, container labels and commit authors. */
+const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
 const VERSION: string = require('../../../package.json').version;
 
 /** Read the node id kept in the work folder, or store the given or a new one there. */
@@ -41,6 +44,11 @@ export function resolveNodeId(workdir: string, requested?: string): string {
   const file = path.join(workdir, 'node-id');
   fs.mkdirSync(workdir, { recursive: true });
   const stored = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() : undefined;
+  if (requested !== undefined && !NODE_ID_PATTERN.test(requested)) {
+    throw new Error(
+      `invalid node id ${JSON.stringify(requested)}: use 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`,
+    );
+  }
   if (requested) {
     if (stored && stored !== requested) {
       throw new Error(
@@ -154,7 +162,8 @@ export async function runNode(options: NodeOptions): Promise<void> {
     logger,
   });
   const first = await repo.snapshot();
-  const initial = first.settings.ok ? effectiveSettings(first.settings.value, options.overrides) : defaults;
+  const fromFleet = first.settings.ok ? effectiveSettings(first.settings.value, options.overrides) : undefined;
+  const initial = fromFleet && settingsProblems(fromFleet).length === 0 ? fromFleet : defaults;
   logger.info({ repo: redactUrl(options.repo), branch: options.branch, commit: first.commit }, 'control repo reachable');
 
   const lease = new LeaseWriter(leasePath(workdir), nodeId);
@@ -176,7 +185,11 @@ export async function runNode(options: NodeOptions): Promise<void> {
     startedAt: new Date().toISOString(),
   };
 
-  const connection = await NativeConnection.connect({ address: options.temporalAddress });
+  const connection = await NativeConnection.connect({ address: options.temporalAddress }).catch((err: Error) => {
+    throw new Error(
+      `cannot connect to Temporal at ${options.temporalAddress}: ${err.message.split('\n')[0]}; check --temporal-address and that the server is running`,
+    );
+  });
   const worker = await Worker.create({
     connection,
     namespace: options.namespace,

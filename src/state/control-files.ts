@@ -1,5 +1,6 @@
 import { ControlFileError, TaskProblem } from './errors';
-import { parseJsonText, validate, jsonPath, describeValue } from './parse';
+import { effectiveSettings, settingsProblems } from '../core/settings';
+import { parseJsonText, validate, jsonPath, describeValue, describeIssue } from './parse';
 import {
   Assignment,
   AssignmentsFile,
@@ -95,7 +96,28 @@ export function parseSettings(bytes: Buffer | undefined): Parsed<Settings> {
     if (bytes === undefined) return SettingsSchema.parse({});
     const raw = parseJsonText(FLEET_FILE, bytes, '{"settings": {}}');
     const fleet = validate(FLEET_FILE, FleetFileSchema, raw);
-    return validate(FLEET_FILE, SettingsSchema, fleet.settings ?? {}, ['settings']);
+    const given = (fleet.settings ?? {}) as Record<string, unknown>;
+    const known = Object.keys(SettingsSchema.shape);
+    const unknown = Object.keys(given).filter((key) => !known.includes(key));
+    if (unknown.length > 0) {
+      throw new ControlFileError(
+        FLEET_FILE,
+        `at settings.${unknown[0]}`,
+        `unknown setting "${unknown[0]}"`,
+        `use one of ${known.join(', ')} and push again`,
+      );
+    }
+    const settings = validate(FLEET_FILE, SettingsSchema, given, ['settings']);
+    const problems = settingsProblems(effectiveSettings(settings));
+    if (problems.length > 0) {
+      throw new ControlFileError(
+        FLEET_FILE,
+        'at settings',
+        `unsafe combination: ${problems.join('; ')}`,
+        'change the values and push again; nodes keep their last valid settings meanwhile',
+      );
+    }
+    return settings;
   });
 }
 
@@ -150,15 +172,19 @@ export function viewSchedule(file: ScheduleFile): ScheduleView {
     const taskId = typeof rawId === 'string' ? rawId : undefined;
     const result = TaskSchema.safeParse(entry);
     if (!result.success) {
-      const issue = result.error.issues[0];
-      let found: unknown = entry;
-      for (const key of issue.path) found = (found as Record<PropertyKey, unknown>)?.[key];
+      // Every issue of the entry at once, so one push can fix them all.
+      const [first, ...rest] = result.error.issues.map((issue) => {
+        let found: unknown = entry;
+        for (const key of issue.path) found = (found as Record<PropertyKey, unknown>)?.[key];
+        return { path: issue.path, text: describeIssue(issue.message, issue.path, found) };
+      });
+      const others = rest.map((r) => `; at ${jsonPath(['tasks', index, ...r.path])}: ${r.text}`).join('');
       problems.push({
         file: SCHEDULE_FILE,
         index,
         taskId,
-        location: `at ${jsonPath(['tasks', index, ...issue.path])}`,
-        problem: `${issue.message} (found ${describeValue(found)})`,
+        location: `at ${jsonPath(['tasks', index, ...first.path])}`,
+        problem: `${first.text}${others}`,
         fix: 'correct the task entry and push again; the other tasks keep running',
       });
       return;

@@ -249,6 +249,15 @@ export function valueAt(root: unknown, path: ReadonlyArray<PropertyKey>): unknow
   return current;
 }
 
+/** Word a zod issue for people: a missing field is named as such, otherwise the value found is shown. */
+export function describeIssue(message: string, path: ReadonlyArray<PropertyKey>, found: unknown): string {
+  const field = path.length > 0 ? String(path[path.length - 1]) : undefined;
+  if (found === undefined && field !== undefined && typeof path[path.length - 1] === 'string') {
+    return `required field "${field}" is missing`;
+  }
+  return `${message} (found ${describeValue(found)})`;
+}
+
 export function describeValue(value: unknown): string {
   if (value === undefined) return 'missing';
   const text = JSON.stringify(value);
@@ -271,7 +280,7 @@ export function validate<T>(
   throw new ControlFileError(
     file,
     `at ${jsonPath(path)}`,
-    `${issue.message} (found ${describeValue(found)})`,
+    describeIssue(issue.message, issue.path, found),
     'correct the value and push again (check with `gitfleet validate`)',
   );
 }

@@ -239,3 +239,25 @@ describe('errors', () => {
     expect(await remoteText(remote, 'roster.json')).toBe(broken);
   });
 });
+
+describe('remote addresses', () => {
+  test('relative remote path is resolved from the caller', async () => {
+    const cwd = process.cwd();
+    process.chdir(root);
+    try {
+      const repo = new ControlRepo({ remote: 'remote.git', dir: path.join(root, 'rel-clone'), logger });
+      expect(repo.remote).toBe(remote);
+      const snapshot = await repo.snapshot();
+      expect(snapshot.commit).toBe(await remoteHead(remote));
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
+  test('reused clone folder follows a new remote', async () => {
+    const missing = new ControlRepo({ remote: path.join(root, 'missing.git'), dir: path.join(root, 'reused'), logger, networkRetries: 0 });
+    await expect(missing.snapshot()).rejects.toThrow(/missing\.git/);
+    const snapshot = await clone('reused').snapshot();
+    expect(snapshot.commit).toBe(await remoteHead(remote));
+  });
+});

@@ -59,9 +59,33 @@ describe('valid files', () => {
     expect(roster.nodes[0].roles).toEqual(['gpu']);
     const assignments = ok(parseAssignments(bytes({ assignments: { t: { node_id: 'n1', status: 'running', epoch: 2 } } })));
     expect(assignments.assignments.t.epoch).toBe(2);
-    const settings = ok(parseSettings(bytes({ settings: { task_expiry_s: 20 } })));
-    expect(settings.task_expiry_s).toBe(20);
+    const settings = ok(parseSettings(bytes({ settings: { task_expiry_s: 40 } })));
+    expect(settings.task_expiry_s).toBe(40);
     expect(settings.task_heartbeat_s).toBe(10);
+  });
+
+  test('unsafe settings are rejected', () => {
+    const parsed = parseSettings(bytes({ settings: { task_expiry_s: 5, task_heartbeat_s: 10 } }));
+    expect(parsed.ok).toBe(false);
+    if (parsed.ok) return;
+    expect(parsed.error.message).toContain('fleet.json at settings');
+    expect(parsed.error.message).toContain('task_expiry_s (5) must be at least 3 x task_heartbeat_s (10)');
+  });
+
+  test('unknown setting names are rejected', () => {
+    const parsed = parseSettings(bytes({ settings: { task_expiry_sec: 60 } }));
+    expect(parsed.ok).toBe(false);
+    if (parsed.ok) return;
+    expect(parsed.error.message).toContain('unknown setting "task_expiry_sec"');
+    expect(parsed.error.message).toContain('task_expiry_s');
+  });
+
+  test('a missing task field is named', () => {
+    const view = ok(parseSchedule(bytes({ tasks: [{ id: 'a', type: 't', image: IMAGE }] })));
+    expect(view.tasks).toEqual([]);
+    expect(view.problems).toHaveLength(1);
+    expect(view.problems[0].location).toBe('at tasks[0].priority');
+    expect(view.problems[0].problem).toBe('required field "priority" is missing');
   });
 
   test('a missing fleet.json means the defaults', () => {
