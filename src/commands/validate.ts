@@ -18,6 +18,17 @@ export function validatePath(target: string): string[] {
   const read = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file) : undefined);
   const problems: string[] = [];
   if (fs.statSync(target).isFile()) {
+    // A control file other than the schedule is checked by its name.
+    const byName: Record<string, (bytes: Buffer | undefined) => { ok: boolean; error?: { message: string } }> = {
+      [ROSTER_FILE]: parseRoster,
+      [ASSIGNMENTS_FILE]: parseAssignments,
+      [FLEET_FILE]: parseSettings,
+    };
+    const parser = byName[path.basename(target)];
+    if (parser) {
+      const parsed = parser(read(target));
+      return parsed.ok ? [] : [parsed.error!.message];
+    }
     const schedule = parseSchedule(read(target));
     if (!schedule.ok) return [schedule.error.message];
     return schedule.value.problems.map(formatTaskProblem);

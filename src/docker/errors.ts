@@ -107,3 +107,25 @@ export class ContainerStartError extends Error {
     );
   }
 }
+
+/**
+ * A bind mount source lies inside a folder that a running task container can
+ * write. That task could swap a folder on the path for a symlink between the
+ * check and the mount, so the start is refused for now.
+ */
+export class MountRaceError extends Error {
+  override readonly name = 'MountRaceError';
+
+  constructor(
+    readonly taskId: string,
+    readonly source: string,
+    readonly writerTaskId: string,
+    readonly writerSource: string,
+  ) {
+    super(
+      `Cannot start task ${taskId}: mount source ${source} is inside ${writerSource}, which task ` +
+        `${writerTaskId} mounts writable and could replace with a symlink; mount it read-only in ` +
+        `${writerTaskId} or use a folder outside it`,
+    );
+  }
+}

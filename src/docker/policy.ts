@@ -47,6 +47,7 @@ export function checkPolicy(spec: ContainerSpec, policy: NodePolicy): PolicyResu
   const errors: string[] = [
     ...checkPrivileges(spec),
     ...checkNetwork(spec),
+    ...checkPorts(spec),
     ...checkImage(spec, policy),
   ];
 
@@ -79,6 +80,20 @@ function checkPrivileges(spec: ContainerSpec): string[] {
         'remove "cap_add" from the task spec',
     );
   }
+  return errors;
+}
+
+/** Host ports below 1024 belong to system services, so a task may not take one. */
+function checkPorts(spec: ContainerSpec): string[] {
+  const errors: string[] = [];
+  (spec.ports ?? []).forEach((port, index) => {
+    if (port.host !== undefined && port.host > 0 && port.host < 1024) {
+      errors.push(
+        `ports[${index}].host ${port.host}: host ports below 1024 are reserved for system services; ` +
+          'use 1024 or above, or leave "host" out for a free port',
+      );
+    }
+  });
   return errors;
 }
 
@@ -193,7 +208,8 @@ function checkMemory(
   errors: string[],
 ): number | undefined {
   const requested = spec.resources?.memory_mb;
-  const memoryMb = requested ?? policy.defaultMemoryMb;
+  // A cap with no default still limits tasks that ask for nothing.
+  const memoryMb = requested ?? policy.defaultMemoryMb ?? policy.maxMemoryMb;
   const field = requested === undefined ? 'node default memory' : 'resources.memory_mb';
   if (memoryMb === undefined) {
     return undefined;
@@ -216,7 +232,7 @@ function checkMemory(
 
 function checkCpus(spec: ContainerSpec, policy: NodePolicy, errors: string[]): number | undefined {
   const requested = spec.resources?.cpus;
-  const cpus = requested ?? policy.defaultCpus;
+  const cpus = requested ?? policy.defaultCpus ?? policy.maxCpus;
   const field = requested === undefined ? 'node default cpus' : 'resources.cpus';
   if (cpus === undefined) {
     return undefined;
@@ -269,7 +285,7 @@ function dockerSocketPaths(): string[] {
   return [...paths];
 }
 
-function isSameOrInside(child: string, parent: string): boolean {
+export function isSameOrInside(child: string, parent: string): boolean {
   if (child === parent) {
     return true;
   }

@@ -14,6 +14,7 @@ import {
   DockerUnavailableError,
   ImageBuildError,
   ImageNotFoundError,
+  MountRaceError,
 } from './errors';
 import { parseImageReference } from './image-ref';
 import {
@@ -27,7 +28,7 @@ import {
   taskLabels,
 } from './labels';
 import { demultiplexLogs, splitLogLines } from './log-stream';
-import { BUILT_IMAGE_PREFIX, checkPolicy, type NodePolicy } from './policy';
+import { BUILT_IMAGE_PREFIX, checkPolicy, isSameOrInside, type NodePolicy, type ResolvedMount } from './policy';
 
 export {
   ContainerNameConflictError,
@@ -181,6 +182,8 @@ export class ContainerRuntime {
       );
     }
 
+    await this.checkMountWriters(p.taskId, policy.mounts);
+
     const name = containerName(p.nodeId, p.taskId, p.epoch);
     const labels = taskLabels(p.nodeId, p.taskId, p.epoch, p.claimToken);
     const body = createOptions({
@@ -287,6 +290,32 @@ export class ContainerRuntime {
   }
 
   /** Lists the containers gitfleet manages on this engine, stopped ones included. */
+  /**
+   * Refuse mounts below a folder that a running gitfleet container can write.
+   * The policy check resolves symlinks, but the engine resolves the path again
+   * when it mounts, so a writer could swap a folder for a symlink in between.
+   */
+  private async checkMountWriters(taskId: string, mounts: ResolvedMount[]): Promise<void> {
+    if (mounts.length === 0) return;
+    const running = await callEngine('list containers', 'mount writers', this.callTimeoutMs, (signal) =>
+      this.docker.listContainers({
+        filters: { label: [`${LABEL_MANAGED}=${MANAGED_VALUE}`] },
+        abortSignal: signal,
+      }),
+    );
+    for (const container of running) {
+      const writer = container.Labels?.[LABEL_TASK] ?? container.Id;
+      for (const existing of container.Mounts ?? []) {
+        if (existing.Type !== 'bind' || !existing.RW) continue;
+        for (const mount of mounts) {
+          if (mount.source !== existing.Source && isSameOrInside(mount.source, existing.Source)) {
+            throw new MountRaceError(taskId, mount.source, writer, existing.Source);
+          }
+        }
+      }
+    }
+  }
+
   async listManaged(
     filter: { nodeId?: string; taskId?: string } = {},
   ): Promise<ManagedContainer[]> {

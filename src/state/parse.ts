@@ -1,6 +1,31 @@
 import { z } from 'zod';
 import { ControlFileError } from './errors';
 
+/** Deepest nesting of arrays and objects a node reads; deeper files would overflow the stack of recursive checks. */
+export const MAX_NESTING = 64;
+
+/** Deepest bracket nesting in JSON text, ignoring brackets inside strings. */
+export function maxNesting(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // backslash: skip the escaped character
+      else if (c === 34) inString = false;
+    } else if (c === 34) {
+      inString = true;
+    } else if (c === 123 || c === 91) {
+      depth++;
+      if (depth > deepest) deepest = depth;
+    } else if (c === 125 || c === 93) {
+      depth--;
+    }
+  }
+  return deepest;
+}
+
 /** Largest control file a node reads, in bytes. */
 export const MAX_FILE_BYTES = 8 * 1024 * 1024;
 
@@ -57,6 +82,15 @@ export function parseJsonText(file: string, bytes: Buffer, example: string): unk
   const text = decodeUtf8(file, bytes);
   if (text.trim() === '') {
     throw new ControlFileError(file, '', 'file is empty', `write at least ${example} and push again`);
+  }
+  const depth = maxNesting(text);
+  if (depth > MAX_NESTING) {
+    throw new ControlFileError(
+      file,
+      '',
+      `JSON is nested ${depth} levels deep, more than the ${MAX_NESTING} levels gitfleet reads`,
+      'flatten the nested values and push again',
+    );
   }
   let value: unknown;
   try {

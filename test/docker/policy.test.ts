@@ -266,10 +266,11 @@ describe('checkPolicy acceptance', () => {
       policy,
     );
 
+    // The node's maximums also limit a task that sets no resources.
     expect(result).toEqual({
       ok: true,
-      memoryBytes: undefined,
-      nanoCpus: undefined,
+      memoryBytes: (policy.maxMemoryMb ?? 0) * 1024 * 1024,
+      nanoCpus: (policy.maxCpus ?? 0) * 1e9,
       mounts: [{ source: path.join(allowedDir, 'data'), target: '/data', readOnly: true }],
     });
   });
