@@ -16,6 +16,7 @@ import { formatTaskProblem } from '../src/state/errors';
 import type { Assignment, AssignmentsFile, NodeEntry, RosterFile } from '../src/state/schemas';
 import { SettingsSchema } from '../src/state/schemas';
 import { shortHash } from '../src/util/hash';
+import { crashPoint } from '../src/util/fault';
 import type { LeaseWriter } from '../src/node/lease';
 import type {
   ClaimResult,
@@ -225,7 +226,7 @@ function activityFunctions(ctx: NodeContext) {
           writes[ASSIGNMENTS_FILE] = file;
         }
         return { result: { lost, renewed }, writes };
-      });
+      }, { crashTag: 'heartbeat' });
       const { lost, renewed } = outcome.result;
       if (renewed && input.owned.length > lost.length) {
         ctx.lease.renew(settings!.selfFenceMs - (monotonicMs() - startedAt));
@@ -288,7 +289,7 @@ function activityFunctions(ctx: NodeContext) {
           result: { won: true, task, epoch, previous, reason: check.reason },
           writes: { [ASSIGNMENTS_FILE]: file },
         };
-      });
+      }, { crashTag: 'claim' });
       const result = outcome.result;
       if (!result.won) {
         log.info({ taskId, reason: result.reason, rejections: outcome.rejections }, 'claim attempt lost');
@@ -363,6 +364,7 @@ function activityFunctions(ctx: NodeContext) {
           policy: ctx.policy,
         });
         log.info({ taskId: task.taskId, epoch: task.epoch, containerId: started.containerId, adopted: started.adopted }, 'container started');
+        crashPoint('start:after-start');
         const hostPorts: Record<string, number> = {};
         for (const [port, hostPort] of Object.entries(started.hostPorts)) hostPorts[String(port)] = Number(hostPort);
         return { ok: true, containerId: started.containerId, hostPorts };
@@ -465,7 +467,7 @@ function activityFunctions(ctx: NodeContext) {
           assignments: { ...snapshot.assignments.value.assignments, [input.taskId]: updated },
         };
         return { result: true, writes: { [ASSIGNMENTS_FILE]: file } };
-      });
+      }, { crashTag: 'finish' });
       log.info({ taskId: input.taskId, outcome: input.outcome, recorded: outcome.result, exitCode: input.exitCode }, 'task finished');
       return { recorded: outcome.result };
     },

@@ -22,6 +22,7 @@ import {
 import type { AssignmentsFile, RosterFile, Settings } from '../state/schemas';
 import { fullJitterDelay, sleep } from '../util/backoff';
 import { redactUrl } from '../util/redact';
+import { crashPoint } from '../util/fault';
 
 export interface ControlRepoOptions {
   remote: string;
@@ -247,13 +248,17 @@ export class ControlRepo {
    * state, with exponential backoff and full jitter. `plan` must be a pure
    * function of the snapshot; it may throw to abort the edit.
    */
-  async edit<R>(message: string, plan: (snapshot: ControlSnapshot) => EditPlan<R>): Promise<EditOutcome<R>> {
+  async edit<R>(
+    message: string,
+    plan: (snapshot: ControlSnapshot) => EditPlan<R>,
+    options: { crashTag?: string } = {},
+  ): Promise<EditOutcome<R>> {
     const retries = this.options.pushRetries ?? 8;
     let rejections = 0;
     let failures = 0;
     for (let attempt = 0; ; attempt++) {
       const step = await this.lock
-        .run(() => this.editOnce(message, plan))
+        .run(() => this.editOnce(message, plan, options.crashTag))
         .catch((err: unknown) => ({ error: err }));
       if ('outcome' in step) return { ...step.outcome, rejections };
       const err = 'error' in step ? step.error : undefined;
@@ -281,6 +286,7 @@ export class ControlRepo {
   private async editOnce<R>(
     message: string,
     plan: (snapshot: ControlSnapshot) => EditPlan<R>,
+    crashTag?: string,
   ): Promise<{ outcome: Omit<EditOutcome<R>, 'rejections'> } | { rejected: true }> {
     const head = await this.syncLocked();
     const snapshot = await this.readFiles(head);
@@ -299,6 +305,7 @@ export class ControlRepo {
     await this.run(['add', '--', ...changed]);
     await this.run(['commit', '--quiet', '--no-verify', '-m', message]);
     const commit = (await this.run(['rev-parse', 'HEAD'])).trim();
+    if (crashTag) crashPoint(`${crashTag}:before-push`);
     try {
       await this.run(['push', '--quiet', '--porcelain', 'origin', `HEAD:refs/heads/${this.branch}`]);
     } catch (err) {
@@ -309,6 +316,7 @@ export class ControlRepo {
       }
       throw this.explain(err);
     }
+    if (crashTag) crashPoint(`${crashTag}:after-push`);
     // A zero exit code alone is not proof: confirm the commit is on the remote branch.
     if (!(await this.landed(commit))) return { rejected: true };
     return { outcome: { result, commit } };

@@ -557,6 +557,8 @@ export class NodeHandle {
 export interface StartNodeOptions {
   /** Work folder, `<fleet dir>/nodes/<id>` by default. Reuse one to restart a node. */
   workdir?: string;
+  /** Extra environment variables for the node process. */
+  env?: Record<string, string>;
 }
 
 /** Raw assignments.json entry, with any extra fields a node wrote. */
@@ -627,7 +629,7 @@ export class Fleet {
     const child = spawn(process.execPath, args, {
       cwd: this.dir,
       stdio: ['ignore', out, out],
-      env: { ...process.env, GITFLEET_LOG_LEVEL: process.env.GITFLEET_LOG_LEVEL ?? 'info' },
+      env: { ...process.env, GITFLEET_LOG_LEVEL: process.env.GITFLEET_LOG_LEVEL ?? 'info', ...options.env },
     });
     fs.closeSync(out);
     const handle = new NodeHandle(id, workdir, logPath, child);
