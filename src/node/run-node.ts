@@ -220,12 +220,26 @@ export async function runNode(options: NodeOptions): Promise<void> {
   });
   logger.info({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId, taskQueue: nodeTaskQueue(nodeId) }, 'node workflow attached');
 
+  // A busy server may miss one request, so the drain signal is sent up to five times.
+  const signalDrain = async (reason: string): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await handle.signal('drain', { reason });
+        return;
+      } catch (err) {
+        if (attempt >= 5) throw err;
+        logger.warn({ attempt, err: (err as Error).message }, 'drain signal failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+      }
+    }
+  };
+
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
       logger.info({ signal }, 'draining: releasing tasks, then stopping (send again to stop at once)');
-      handle.signal('drain', { reason: `${signal} received` }).catch((err: Error) => {
+      signalDrain(`${signal} received`).catch((err: Error) => {
         logger.error({ err: err.message }, 'could not signal drain; stopping the worker');
         worker.shutdown();
       });

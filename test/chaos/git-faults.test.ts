@@ -1,7 +1,8 @@
 /**
- * Git remote faults. Node A reaches the control repo through a cuttable TCP
- * proxy in front of `git daemon`; node B reaches the daemon directly. With the
- * link cut for longer than the expiry, A keeps its service until its
+ * Git remote faults. Node A and node B reach the control repo over separate
+ * paths: two veth links into a network namespace that runs `git daemon`, or
+ * (long runs) a cuttable TCP proxy and a direct connection. With A's path
+ * cut for longer than the expiry, A keeps its service until its
  * self-fence deadline and then stops it, B takes the task over, the two runs
  * never overlap (engine events), and A converges once the link is back.
  * Also: pushes rejected many times in a row by many writers, and a stale
@@ -26,7 +27,7 @@ import {
   sleep,
   waitFor,
 } from './harness';
-import { CuttableProxy, GitDaemon } from './netfault';
+import { CuttableProxy, GitDaemon, NetnsRemote } from './netfault';
 
 const execFileAsync = promisify(execFile);
 const EXPIRY_MS = FAST.expiryS * 1000;
@@ -39,50 +40,90 @@ async function rosterSeq(bare: string, node: string): Promise<number> {
   return roster.nodes.find((n) => n.id === node)?.heartbeat_seq ?? -1;
 }
 
-// The never-answering variant takes as long again; it runs with GITFLEET_LONG=1.
-const CUT_MODES = LONG ? (['refuse', 'blackhole'] as const) : (['refuse'] as const);
+// `netns` serves the repo from a network namespace and takes node A's veth
+// link down; `refuse` and `blackhole` cut a TCP proxy on 127.0.0.1 (the
+// proxy ones run with GITFLEET_LONG=1).
+type CutMode = 'netns' | 'refuse' | 'blackhole';
+const CUT_MODES: CutMode[] = LONG ? ['netns', 'refuse', 'blackhole'] : ['netns'];
+
+/** The remote as node A and node B reach it, with a way to cut and restore A's path. */
+interface CuttableRemote {
+  urlA: string;
+  urlB: string;
+  cut(): Promise<void>;
+  restore(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function startRemote(mode: CutMode, dir: string): Promise<CuttableRemote> {
+  if (mode === 'netns') {
+    const remote = new NetnsRemote(dir);
+    try {
+      await remote.start();
+    } catch (err) {
+      await remote.stop();
+      throw err;
+    }
+    return {
+      urlA: remote.url('a'),
+      urlB: remote.url('b'),
+      cut: () => remote.cut('a'),
+      restore: () => remote.restore('a'),
+      stop: () => remote.stop(),
+    };
+  }
+  const daemon = new GitDaemon(dir);
+  await daemon.start();
+  const proxy = new CuttableProxy(daemon.port);
+  await proxy.start();
+  return {
+    urlA: daemon.url(proxy.port),
+    urlB: daemon.url(),
+    cut: () => proxy.cut(mode),
+    restore: () => proxy.restore(),
+    stop: async () => {
+      await proxy.stop();
+      daemon.stop();
+    },
+  };
+}
 
 describe.each(CUT_MODES)('remote cut (%s) for longer than the expiry', (mode) => {
   const address = process.env.GITFLEET_TEST_TEMPORAL_ADDRESS!;
   let fleet: Fleet;
-  let daemon: GitDaemon;
-  let proxy: CuttableProxy;
+  let remote: CuttableRemote | undefined;
 
   beforeAll(() => {
     fleet = new Fleet(address, 'gitfleet-cut-');
   });
 
   afterAll(async () => {
-    await proxy?.stop();
     await fleet.cleanup();
-    daemon?.stop();
+    await remote?.stop();
   });
 
   test('owner fences itself before the takeover, no overlap, owner converges after', async () => {
-    const tag = runTag(mode === 'refuse' ? 'cr' : 'cb');
+    const tag = runTag(mode === 'refuse' ? 'cr' : mode === 'blackhole' ? 'cb' : 'cn');
     const bare = path.join(fleet.dir, 'control.git');
     const taskId = `${tag}-svc`;
     await initRepo(bare, [serviceTask(taskId)]);
-    daemon = new GitDaemon(fleet.dir);
-    await daemon.start();
-    proxy = new CuttableProxy(daemon.port);
-    await proxy.start();
+    remote = await startRemote(mode, fleet.dir);
     await fleet.recorder.start();
 
     const a = `${tag}a`;
     const b = `${tag}b`;
-    fleet.start(a, { repo: daemon.url(proxy.port) });
+    fleet.start(a, { repo: remote.urlA });
     const first = await waitFor('A runs the task', async () => {
       const c = held(await assignments(bare)).get(taskId);
       const run = (await containers([a])).find((x) => x.running && x.task === taskId);
       return c?.node_id === a && c.status === 'running' && run ? c : false;
     }, 120_000, 500);
-    fleet.start(b, { repo: daemon.url() });
+    fleet.start(b, { repo: remote.urlB });
     await waitFor('B in the roster', async () => (await rosterSeq(bare, b)) > 0, 60_000, 500);
     await sleep(3000);
 
     const cutAt = Date.now();
-    await proxy.cut(mode);
+    await remote.cut();
     // A was running the service when the link went down.
     const atCut = [...fleet.recorder.intervals.values()].find((r) => r.node === a && r.task === taskId);
     expect(atCut).toBeDefined();
@@ -107,7 +148,7 @@ describe.each(CUT_MODES)('remote cut (%s) for longer than the expiry', (mode) =>
     if (Date.now() < holdUntil) await sleep(holdUntil - Date.now());
     const restoredAt = Date.now();
     const seqAtRestore = await rosterSeq(bare, a);
-    await proxy.restore();
+    await remote.restore();
 
     // A converges: its roster heartbeats resume and it holds no stale claim.
     await waitFor('A heartbeats again', async () => (await rosterSeq(bare, a)) > seqAtRestore, 150_000, 1000);

@@ -128,3 +128,106 @@ export class CuttableProxy {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 }
+
+function ip(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => (stderr += String(chunk)));
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ip ${args.join(' ')} failed (${code}): ${stderr.trim()}`))));
+  });
+}
+
+/**
+ * A git daemon inside a network namespace made for the test, reachable from
+ * this namespace over two veth links, `a` and `b`, each a /30 of its own in
+ * 10.231.0.0/16. Cutting a link sets its host end down, so only the node
+ * that uses that link loses the remote.
+ */
+export class NetnsRemote {
+  private readonly suffix = Math.random().toString(16).slice(2, 7);
+  private readonly namespace = `gfns-${this.suffix}`;
+  private readonly subnet = 16 + Math.floor(Math.random() * 200);
+  private child?: ChildProcess;
+  private created = false;
+
+  constructor(readonly baseDir: string) {}
+
+  private hostEnd(link: 'a' | 'b'): string {
+    return `gf${link}${this.suffix}`;
+  }
+
+  private address(link: 'a' | 'b', side: 'host' | 'remote'): string {
+    const base = link === 'a' ? 0 : 4;
+    return `10.231.${this.subnet}.${base + (side === 'host' ? 1 : 2)}`;
+  }
+
+  async start(): Promise<void> {
+    await ip(['netns', 'add', this.namespace]);
+    this.created = true;
+    await ip(['-n', this.namespace, 'link', 'set', 'lo', 'up']);
+    for (const link of ['a', 'b'] as const) {
+      const host = this.hostEnd(link);
+      const peer = `gf${link.toUpperCase()}${this.suffix}`;
+      await ip(['link', 'add', host, 'type', 'veth', 'peer', 'name', peer]);
+      await ip(['link', 'set', peer, 'netns', this.namespace]);
+      await ip(['addr', 'add', `${this.address(link, 'host')}/30`, 'dev', host]);
+      await ip(['-n', this.namespace, 'addr', 'add', `${this.address(link, 'remote')}/30`, 'dev', peer]);
+      await ip(['link', 'set', host, 'up']);
+      await ip(['-n', this.namespace, 'link', 'set', peer, 'up']);
+    }
+    const log = fs.openSync(`${this.baseDir}/git-daemon-netns.log`, 'a');
+    this.child = spawn(
+      'ip',
+      [
+        'netns', 'exec', this.namespace,
+        'git', 'daemon', '--export-all', `--base-path=${this.baseDir}`,
+        `--listen=${this.address('a', 'remote')}`, `--listen=${this.address('b', 'remote')}`,
+        '--port=9418', '--enable=receive-pack', '--reuseaddr', this.baseDir,
+      ],
+      { stdio: ['ignore', log, log], detached: true },
+    );
+    fs.closeSync(log);
+    await waitFor('git daemon in the namespace', () => canConnectTo(this.address('a', 'remote'), 9418), 15_000, 200);
+  }
+
+  url(link: 'a' | 'b'): string {
+    return `git://${this.address(link, 'remote')}/control.git`;
+  }
+
+  cut(link: 'a' | 'b'): Promise<void> {
+    return ip(['link', 'set', this.hostEnd(link), 'down']);
+  }
+
+  restore(link: 'a' | 'b'): Promise<void> {
+    return ip(['link', 'set', this.hostEnd(link), 'up']);
+  }
+
+  async stop(): Promise<void> {
+    if (this.child?.pid) {
+      try {
+        process.kill(-this.child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    // Deleting the namespace also deletes both veth pairs.
+    if (this.created) await ip(['netns', 'del', this.namespace]).catch(() => undefined);
+  }
+}
+
+function canConnectTo(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, host);
+    s.setTimeout(1000, () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
