@@ -115,9 +115,13 @@ function spawnFenceKeeper(workdir: string, nodeId: string, logger: Logger): void
  * process of the node keeps its deadline, so containers whose claims are
  * still live survive a quick restart; without one, the lease starts empty.
  */
-function ensureFenceKeeper(workdir: string, nodeId: string, lease: LeaseWriter, logger: Logger): void {
+async function ensureFenceKeeper(workdir: string, nodeId: string, lease: LeaseWriter, logger: Logger): Promise<void> {
   const running = liveFenceKeeper(workdir, nodeId);
-  if (running !== undefined && lease.adoptCurrent() && liveFenceKeeper(workdir, nodeId) === running) {
+  const adopted = running !== undefined && lease.adoptCurrent();
+  // A keeper that read the lease just before the adoption may still decide to
+  // exit; two of its 0.5 s polls later it has seen this process as its node.
+  if (adopted) await new Promise((resolve) => setTimeout(resolve, 1200));
+  if (adopted && liveFenceKeeper(workdir, nodeId) === running) {
     logger.info({ pid: running }, 'fence keeper of an earlier node process keeps watching');
     return;
   }
@@ -167,7 +171,7 @@ export async function runNode(options: NodeOptions): Promise<void> {
   logger.info({ repo: redactUrl(options.repo), branch: options.branch, commit: first.commit }, 'control repo reachable');
 
   const lease = new LeaseWriter(leasePath(workdir), nodeId);
-  ensureFenceKeeper(workdir, nodeId, lease, logger);
+  await ensureFenceKeeper(workdir, nodeId, lease, logger);
 
   const context: NodeContext = {
     nodeId,
