@@ -25,8 +25,10 @@ setup:
 build:
 	npm run build
 
+# The last line is jest's totals in the plain "N passed, N failed" form.
 test: setup
-	$(JEST)
+	rm -f .tools/jest-results.json; status=0; $(JEST) --json --outputFile=.tools/jest-results.json || status=$$?; \
+	  node scripts/test-summary.js .tools/jest-results.json; exit $$status
 
 # Long chaos tests are skipped unless GITFLEET_LONG=1.
 test-long: setup
