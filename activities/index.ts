@@ -8,7 +8,7 @@ import type { NodePolicy } from '../src/docker/policy';
 import { checkPolicy } from '../src/docker/policy';
 import { HeartbeatObserver, monotonicMs } from '../src/core/observer';
 import { availability, candidates, SelectionInput } from '../src/core/selection';
-import { effectiveSettings, EffectiveSettings, SettingsOverrides, settingsProblems } from '../src/core/settings';
+import { effectiveSettings, EffectiveSettings, resolveSettings, SettingsOverrides } from '../src/core/settings';
 import type { ScheduledTask } from '../src/state/control-files';
 import { ASSIGNMENTS_FILE, assignmentOf, ROSTER_FILE } from '../src/state/control-files';
 import { redactValues } from '../src/util/redact';
@@ -73,14 +73,13 @@ const lastGoodSettings = new WeakMap<NodeContext, EffectiveSettings>();
 function settingsFrom(ctx: NodeContext, snapshot: ControlSnapshot): EffectiveSettings {
   const fallback = lastGoodSettings.get(ctx) ?? effectiveSettings(SettingsSchema.parse({}), ctx.overrides);
   if (!snapshot.settings.ok) return fallback;
-  const candidate = effectiveSettings(snapshot.settings.value, ctx.overrides);
-  const problems = settingsProblems(candidate);
+  const { settings, problems } = resolveSettings(snapshot.settings.value, ctx.overrides, fallback);
   if (problems.length > 0) {
     ctx.logger.error({ problems }, 'fleet.json settings combined with node flags are unsafe; keeping the last valid settings');
     return fallback;
   }
-  lastGoodSettings.set(ctx, candidate);
-  return candidate;
+  lastGoodSettings.set(ctx, settings);
+  return settings;
 }
 
 /** Collect the messages of every control file and task problem in a snapshot. */

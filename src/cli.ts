@@ -9,6 +9,7 @@ import { buildStatus, renderStatus } from './commands/status';
 import { addTask, removeTask } from './commands/tasks';
 import { validatePath } from './commands/validate';
 import { parseSettings } from './state/control-files';
+import { temporalConnectError } from './temporal/connect-error';
 import type { SettingsOverrides } from './core/settings';
 
 function seconds(value: string): number {
@@ -49,7 +50,7 @@ async function connectTemporal(address: string) {
   try {
     return await Connection.connect({ address, connectTimeout: 10_000 });
   } catch (err) {
-    throw new Error(`cannot connect to Temporal at ${address}: ${(err as Error).message.split('\n')[0]}; check --temporal-address and that the server is running`);
+    throw temporalConnectError(address, err);
   }
 }
 
@@ -74,13 +75,14 @@ program
     const logger = createLogger('gitfleet');
     const seed: Record<string, unknown> = {};
     if (opts.settings) {
-      const parsed = parseSettings(fs.readFileSync(opts.settings));
+      const bytes = fs.readFileSync(opts.settings);
+      const parsed = parseSettings(bytes);
       if (!parsed.ok) {
         console.error(parsed.error.message.replace(/^fleet\.json/, opts.settings));
         process.exitCode = 1;
         return;
       }
-      seed['fleet.json'] = JSON.parse(fs.readFileSync(opts.settings, 'utf8'));
+      seed['fleet.json'] = JSON.parse(bytes.toString('utf8'));
     }
     if (opts.schedule) {
       const problems = validatePath(opts.schedule);

@@ -43,7 +43,7 @@ const docker = proxyActivities<NodeActivities>({
 
 const WATCH_MAX_MS = 5 * 60_000;
 // The watch only reads container state, so the workflow may move on as soon
-// as it asks for cancellation; nothing waits on cleanup.
+// as it requests cancellation. Nothing waits on cleanup.
 const watcher = proxyActivities<NodeActivities>({
   startToCloseTimeout: WATCH_MAX_MS + 60_000,
   heartbeatTimeout: '10s',
@@ -285,7 +285,7 @@ export async function nodeWorkflow(input: NodeWorkflowInput): Promise<void> {
 
   async function selfFence(): Promise<void> {
     // Past this point another node may soon take the claims over, so the
-    // containers stop now; the claims are not released because the remote
+    // containers stop now. The claims are not released, because the remote
     // could not be reached.
     log.error('could not renew claims in time; stopping containers', {
       nodeId,

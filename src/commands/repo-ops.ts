@@ -7,13 +7,12 @@ import { gitClient, isLocalRemote, normalizeRemote } from '../git/client';
 import { ASSIGNMENTS_FILE, FLEET_FILE, ROSTER_FILE, SCHEDULE_FILE, serialize } from '../state/control-files';
 import { redactUrl } from '../util/redact';
 
-/** A control repo clone in a fresh temporary folder, removed by `dispose`. */
+/** Create a control repo clone in a fresh temporary folder, removed by `dispose`. */
 export function temporaryRepo(remote: string, branch: string, logger: Logger): ControlRepo & { dispose(): void } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gitfleet-cli-'));
-  // A person's edit competes with every node's heartbeats and claims; on a busy fleet
-  // 8 tries often all lose the race, so the CLI keeps trying longer (about 2 minutes).
-  // Many writers may edit at once, so a rejected push is retried often; an
-  // unreachable remote is reported after two quick retries.
+  // A person's edit competes with every node's heartbeats and claims, and on a busy
+  // fleet 8 tries often all lose the race. So rejected pushes are retried 30 times
+  // (about 2 minutes), while an unreachable remote is reported after two quick retries.
   const repo = new ControlRepo({
     remote,
     branch,

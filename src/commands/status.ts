@@ -1,5 +1,6 @@
 import Table from 'cli-table3';
 import type { ControlSnapshot } from '../git/control-repo';
+import { assignmentOf } from '../state/control-files';
 import { formatTaskProblem } from '../state/errors';
 import { timestampMs } from '../core/selection';
 
@@ -48,7 +49,7 @@ export function buildStatus(snapshot: ControlSnapshot, now = Date.now()): Status
   const assignments = snapshot.assignments.ok ? snapshot.assignments.value.assignments : {};
   const scheduled = snapshot.schedule.ok ? snapshot.schedule.value.tasks : [];
   const tasks: StatusReport['tasks'] = scheduled.map(({ task, spec }) => {
-    const a = assignments[task.id];
+    const a = snapshot.assignments.ok ? assignmentOf(snapshot.assignments.value, task.id) : undefined;
     return {
       id: task.id,
       type: task.type,

@@ -46,6 +46,20 @@ function stripUndefined<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/**
+ * Combine fleet settings with node overrides. When the combination breaks the
+ * fencing rules, return `fallback` instead, with the reasons.
+ */
+export function resolveSettings(
+  fleet: Settings,
+  overrides: SettingsOverrides,
+  fallback: EffectiveSettings,
+): { settings: EffectiveSettings; problems: string[] } {
+  const candidate = effectiveSettings(fleet, overrides);
+  const problems = settingsProblems(candidate);
+  return { settings: problems.length > 0 ? fallback : candidate, problems };
+}
+
 /** Reasons a combination of settings cannot keep the at-most-one guarantee. */
 export function settingsProblems(s: EffectiveSettings): string[] {
   const problems: string[] = [];

@@ -11,6 +11,7 @@ import { ControlRepo } from '../git/control-repo';
 import { createLogger } from '../util/logger';
 import { nodeWorkflowId } from '../core/types';
 import { LABEL_MANAGED, LABEL_NODE, LABEL_TASK } from '../docker/labels';
+import { liveFenceKeeper } from '../node/lease';
 
 export interface DemoOptions {
   keep: boolean;
@@ -232,10 +233,7 @@ async function terminateLeftovers(address: string): Promise<void> {
 /** Stop fence keepers that outlived their node (a killed node's keeper exits on its own once idle). */
 function stopKeepers(dir: string): void {
   for (const id of NODE_IDS) {
-    const pidFile = path.join(dir, 'nodes', id, 'fence-keeper.pid');
-    if (!fs.existsSync(pidFile)) continue;
-    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
-    const cmdline = fs.existsSync(`/proc/${pid}/cmdline`) ? fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') : '';
-    if (cmdline.includes('fence-keeper')) process.kill(pid, 'SIGTERM');
+    const pid = liveFenceKeeper(path.join(dir, 'nodes', id), id);
+    if (pid !== undefined) process.kill(pid, 'SIGTERM');
   }
 }

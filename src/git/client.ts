@@ -11,7 +11,7 @@ export interface GitAuthor {
 /**
  * A simple-git client that never prompts for credentials and kills a git
  * process that prints nothing for `timeoutMs`. Ambient GIT_* variables are
- * dropped, so every git call sees the same settings.
+ * dropped, so every git call runs with the same settings.
  */
 export function gitClient(baseDir: string, author: GitAuthor, timeoutMs = 20_000): SimpleGit {
   const ours: Record<string, string> = {
@@ -36,7 +36,7 @@ export function gitClient(baseDir: string, author: GitAuthor, timeoutMs = 20_000
   }).env({ ...env, ...ours, LC_ALL: 'C' });
 }
 
-/** Whether `remote` is a local path rather than a URL or an scp-like `host:path` address. */
+/** Return whether `remote` is a local path rather than a URL or an scp-like `host:path` address. */
 export function isLocalRemote(remote: string): boolean {
   return !/^[a-z][a-z0-9+.-]*:\/\//i.test(remote) && !/^[^/]*:/.test(remote);
 }

@@ -5,8 +5,8 @@ import { monotonicMs } from '../core/observer';
 
 /**
  * The lease file a node shares with its fence keeper process. Each renewal
- * bumps `seq` and says how long the claims stay safe from the moment the
- * keeper sees the new value. The keeper measures that time on its own
+ * bumps `seq` and records how long the claims stay safe from the moment the
+ * keeper reads the new value. The keeper measures that time on its own
  * monotonic clock and stops the node's containers once it runs out.
  */
 export interface LeaseRecord {
@@ -16,6 +16,23 @@ export interface LeaseRecord {
   nodePid: number;
   /** Set on a clean shutdown: the keeper stops the node's containers and exits. */
   stopped?: boolean;
+}
+
+/** File that records the pid of the node's fence keeper. */
+export function fenceKeeperPidPath(workdir: string): string {
+  return path.join(workdir, 'fence-keeper.pid');
+}
+
+/**
+ * Return the pid of a running fence keeper of this node, or undefined. The
+ * command line is checked, so a pid reused by another process does not count.
+ */
+export function liveFenceKeeper(workdir: string, nodeId: string): number | undefined {
+  const pidFile = fenceKeeperPidPath(workdir);
+  const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8')) : NaN;
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const cmdline = fs.existsSync(`/proc/${pid}/cmdline`) ? fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') : '';
+  return cmdline.includes('fence-keeper') && cmdline.includes(nodeId) ? pid : undefined;
 }
 
 export function leasePath(workdir: string): string {
@@ -44,7 +61,7 @@ export class LeaseWriter {
 
   /**
    * Point the current lease at this process without changing its seq, so a
-   * running keeper keeps its deadline and sees a live node again.
+   * running keeper keeps its deadline and finds a live node again.
    */
   adoptCurrent(): boolean {
     const current = readLease(this.file);

@@ -10,12 +10,13 @@ import { ContainerRuntime } from '../docker/runtime';
 import type { NodePolicy } from '../docker/policy';
 import { ControlRepo } from '../git/control-repo';
 import { HeartbeatObserver } from '../core/observer';
-import { effectiveSettings, settingsProblems, SettingsOverrides } from '../core/settings';
+import { effectiveSettings, resolveSettings, settingsProblems, SettingsOverrides } from '../core/settings';
 import { nodeTaskQueue, nodeWorkflowId, NodeWorkflowInput } from '../core/types';
-import { SettingsSchema } from '../state/schemas';
+import { SettingsSchema, TASK_ID_PATTERN } from '../state/schemas';
 import { WORKFLOW_BUNDLE } from '../temporal/bundle';
+import { temporalConnectError } from '../temporal/connect-error';
 import { redactUrl } from '../util/redact';
-import { leasePath, LeaseWriter } from './lease';
+import { fenceKeeperPidPath, leasePath, LeaseWriter, liveFenceKeeper } from './lease';
 
 export interface NodeOptions {
   repo: string;
@@ -34,9 +35,6 @@ export interface NodeOptions {
   logger: Logger;
 }
 
-/** Node ids name workflows, task queues, container labels and commit authors. */
-const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-
 const VERSION: string = require('../../../package.json').version;
 
 /** Read the node id kept in the work folder, or store the given or a new one there. */
@@ -44,7 +42,8 @@ export function resolveNodeId(workdir: string, requested?: string): string {
   const file = path.join(workdir, 'node-id');
   fs.mkdirSync(workdir, { recursive: true });
   const stored = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() : undefined;
-  if (requested !== undefined && !NODE_ID_PATTERN.test(requested)) {
+  // Node ids name workflows, task queues, container labels and commit authors, so they follow the task id rules.
+  if (requested !== undefined && !TASK_ID_PATTERN.test(requested)) {
     throw new Error(
       `invalid node id ${JSON.stringify(requested)}: use 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`,
     );
@@ -88,15 +87,6 @@ export function loadSecrets(file: string | undefined): Record<string, string> {
   return secrets;
 }
 
-/** Process id of a running fence keeper of this node, if there is one. */
-function liveFenceKeeper(workdir: string, nodeId: string): number | undefined {
-  const pidFile = path.join(workdir, 'fence-keeper.pid');
-  const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8')) : NaN;
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  const cmdline = fs.existsSync(`/proc/${pid}/cmdline`) ? fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') : '';
-  return cmdline.includes('fence-keeper') && cmdline.includes(nodeId) ? pid : undefined;
-}
-
 function spawnFenceKeeper(workdir: string, nodeId: string, logger: Logger): void {
   const out = fs.openSync(path.join(workdir, 'fence-keeper.log'), 'a');
   const child = spawn(
@@ -106,20 +96,21 @@ function spawnFenceKeeper(workdir: string, nodeId: string, logger: Logger): void
   );
   child.unref();
   fs.closeSync(out);
-  fs.writeFileSync(path.join(workdir, 'fence-keeper.pid'), `${child.pid}\n`);
+  fs.writeFileSync(fenceKeeperPidPath(workdir), `${child.pid}\n`);
   logger.info({ pid: child.pid }, 'fence keeper started');
 }
 
 /**
  * Make sure a fence keeper watches this node. A keeper left by an earlier
  * process of the node keeps its deadline, so containers whose claims are
- * still live survive a quick restart; without one, the lease starts empty.
+ * still live survive a quick restart. Without such a keeper, the lease starts
+ * empty.
  */
 async function ensureFenceKeeper(workdir: string, nodeId: string, lease: LeaseWriter, logger: Logger): Promise<void> {
   const running = liveFenceKeeper(workdir, nodeId);
   const adopted = running !== undefined && lease.adoptCurrent();
   // A keeper that read the lease just before the adoption may still decide to
-  // exit; two of its 0.5 s polls later it has seen this process as its node.
+  // exit. After two of its 0.5 s polls it has read this process's pid.
   if (adopted) await new Promise((resolve) => setTimeout(resolve, 1200));
   if (adopted && liveFenceKeeper(workdir, nodeId) === running) {
     logger.info({ pid: running }, 'fence keeper of an earlier node process keeps watching');
@@ -166,8 +157,9 @@ export async function runNode(options: NodeOptions): Promise<void> {
     logger,
   });
   const first = await repo.snapshot();
-  const fromFleet = first.settings.ok ? effectiveSettings(first.settings.value, options.overrides) : undefined;
-  const initial = fromFleet && settingsProblems(fromFleet).length === 0 ? fromFleet : defaults;
+  const initial = first.settings.ok
+    ? resolveSettings(first.settings.value, options.overrides, defaults).settings
+    : defaults;
   logger.info({ repo: redactUrl(options.repo), branch: options.branch, commit: first.commit }, 'control repo reachable');
 
   const lease = new LeaseWriter(leasePath(workdir), nodeId);
@@ -189,10 +181,8 @@ export async function runNode(options: NodeOptions): Promise<void> {
     startedAt: new Date().toISOString(),
   };
 
-  const connection = await NativeConnection.connect({ address: options.temporalAddress }).catch((err: Error) => {
-    throw new Error(
-      `cannot connect to Temporal at ${options.temporalAddress}: ${err.message.split('\n')[0]}; check --temporal-address and that the server is running`,
-    );
+  const connection = await NativeConnection.connect({ address: options.temporalAddress }).catch((err: unknown) => {
+    throw temporalConnectError(options.temporalAddress, err);
   });
   const worker = await Worker.create({
     connection,
